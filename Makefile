@@ -1,0 +1,19 @@
+# Entry points for people and CI. `make test` and `make demo` set the environment up first.
+PYTHON := .venv/bin/python
+
+.PHONY: env test demo clean-env
+
+# Creates .venv/ (torch, mmcv built with CPU ops and cached, mmdet, mmseg, mmpretrain, cvt_mm).
+env:
+	bash tools/setup_env.sh
+
+test: env
+	$(PYTHON) -m pytest tests
+
+# The mission in small on toy data: pretrain a CvT classifier, train Mask R-CNN from it,
+# evaluate with COCO metrics and draw predictions (see README).
+demo: env
+	$(PYTHON) tools/quickstart.py
+
+clean-env:
+	rm -rf .venv

@@ -1,0 +1,41 @@
+"""Multiply-accumulate counts that include attention.
+
+mmengine's FlopAnalyzer (fvcore's counting rules: one fused multiply-add is one "flop") has no
+handle for ``aten::scaled_dot_product_attention``, so a model using SDPA would be reported
+without its two attention matmuls. This module adds that handle.
+"""
+from typing import Any, List, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.analysis import FlopAnalyzer
+from mmengine.analysis.jit_handles import get_shape
+
+
+def sdpa_macs(inputs: List[Any], outputs: List[Any]) -> int:
+    """q @ k^T and attn @ v: B * heads * Lq * Lk * (d_qk + d_v)."""
+    q_shape, k_shape, v_shape = (get_shape(value) for value in inputs[:3])
+    *batch_dims, query_len, qk_dim = q_shape
+    key_len = k_shape[-2]
+    value_dim = v_shape[-1]
+    batch = 1
+    for dim in batch_dims:
+        batch *= dim
+    return batch * query_len * key_len * (qk_dim + value_dim)
+
+
+def count_macs(model: nn.Module, inputs: Tuple[torch.Tensor, ...],
+               ignore_norms: bool = True) -> FlopAnalyzer:
+    """A FlopAnalyzer over ``model(*inputs)`` that counts attention.
+
+    ``ignore_norms`` drops BatchNorm/LayerNorm from the count, as the paper's numbers (and
+    inference-time BN fusion) do.
+    """
+    analyzer = FlopAnalyzer(model, inputs)
+    analyzer.set_op_handle('aten::scaled_dot_product_attention', sdpa_macs)
+    if ignore_norms:
+        analyzer.set_op_handle('aten::batch_norm', None)
+        analyzer.set_op_handle('aten::layer_norm', None)
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    return analyzer

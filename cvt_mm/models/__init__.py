@@ -1,0 +1,3 @@
+from .backbones import CvT
+
+__all__ = ['CvT']

@@ -1,0 +1,180 @@
+"""The CvT backbone: shapes, options and the registries of all three task libraries."""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+from conftest import TINY_ARCH, randomize_norms
+
+import cvt_mm  # noqa: F401  (registers CvT)
+from cvt_mm.models.backbones.cvt import CvT, stage_drop_path_rates
+
+
+def tiny(**kwargs):
+    return CvT(arch=TINY_ARCH, **kwargs)
+
+
+@pytest.mark.parametrize('size', [(64, 64), (67, 93), (33, 41), (224, 160)])
+def test_featmap_strides_any_size(size):
+    model = tiny(out_type='featmap', out_indices=(0, 1, 2)).eval()
+    x = torch.randn(1, 3, *size)
+    outs = model(x)
+    assert [o.shape[1] for o in outs] == TINY_ARCH['embed_dims']
+    expected = []
+    h, w = size
+    for kernel, stride, pad in zip(CvT.patch_sizes, CvT.patch_strides, CvT.patch_paddings):
+        h, w = (h + 2 * pad - kernel) // stride + 1, (w + 2 * pad - kernel) // stride + 1
+        expected.append((h, w))
+    assert [tuple(o.shape[2:]) for o in outs] == expected
+    assert all(o.is_contiguous() for o in outs)
+
+
+def test_cls_token_output_and_batch_of_one():
+    model = tiny().eval()
+    out, = model(torch.randn(1, 3, 50, 70))
+    assert out.shape == (1, 48)  # no squeeze of the batch dimension (an official-code bug)
+
+
+def test_cls_token_attends_in_dense_mode():
+    """The cls token is dropped from the maps but still takes part in attention."""
+    model = randomize_norms(tiny(out_type='featmap', out_indices=(2,))).eval()
+    x = torch.randn(2, 3, 64, 64)
+    before = model(x)[0]
+    with torch.no_grad():
+        model.stages[2].cls_token.add_(1.0)
+    after = model(x)[0]
+    assert not torch.allclose(before, after)
+
+
+def test_invalid_settings_fail_clearly():
+    with pytest.raises(ValueError, match='unknown CvT arch'):
+        CvT(arch='99')
+    with pytest.raises(ValueError, match='keys'):
+        CvT(arch=dict(embed_dims=[8]))
+    with pytest.raises(ValueError, match='cls_token'):
+        tiny(out_indices=(0, 2))
+    with pytest.raises(ValueError, match='out_type'):
+        tiny(out_type='raw')
+    with pytest.raises(ValueError, match='frozen_stages'):
+        tiny(frozen_stages=4)
+    with pytest.raises(ValueError, match='attn_method'):
+        tiny(attn_method='conv')
+
+
+def test_drop_path_schedules():
+    # official: per stage, rising linearly within the stage
+    assert stage_drop_path_rates([0., 0., 0.1], [1, 2, 3]) == [
+        [0.], [0., 0.], pytest.approx([0., 0.05, 0.1])]
+    # float: rising over the whole network (Swin convention)
+    rates = stage_drop_path_rates(0.2, [1, 1, 3])
+    assert rates[0] == [0.] and rates[2][-1] == pytest.approx(0.2)
+    model = CvT(arch='13')
+    last_block = model.stages[2].blocks[-1]
+    assert last_block.drop_path.drop_prob == pytest.approx(0.1)
+    assert isinstance(model.stages[0].blocks[0].drop_path, nn.Identity)
+
+
+@pytest.mark.parametrize('method', ['dw_bn', 'avg', 'linear'])
+def test_projection_methods_run_and_learn(method):
+    model = tiny(attn_method=method, out_type='featmap', out_indices=(0, 1, 2))
+    outs = model(torch.randn(2, 3, 48, 56))
+    sum(o.mean() for o in outs).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_frozen_stages_freeze_params_and_bn_stats():
+    model = tiny(out_type='featmap', out_indices=(0, 1, 2), frozen_stages=2)
+    model.train()
+    frozen, trainable = model.stages[0], model.stages[2]
+    assert not any(p.requires_grad for p in frozen.parameters())
+    assert not any(p.requires_grad for p in model.out_norm1.parameters())
+    assert all(p.requires_grad for p in trainable.parameters())
+    bn_frozen = model.stages[1].blocks[0].attn.conv_proj_k.bn
+    bn_live = model.stages[2].blocks[0].attn.conv_proj_k.bn
+    assert not bn_frozen.training and bn_live.training
+    stats_frozen = bn_frozen.running_mean.clone()
+    stats_live = bn_live.running_mean.clone()
+    model(torch.randn(2, 3, 64, 64))
+    assert torch.equal(stats_frozen, bn_frozen.running_mean)
+    assert not torch.equal(stats_live, bn_live.running_mean)
+
+
+def test_norm_eval_keeps_batchnorm_in_eval():
+    model = tiny(norm_eval=True).train()
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and not any(bn.training for bn in bns)
+    assert model.stages[0].blocks[0].norm1.training  # LayerNorms are untouched
+    stats = bns[0].running_mean.clone()
+    model(torch.randn(2, 3, 64, 64))
+    assert torch.equal(stats, bns[0].running_mean)
+
+
+def test_with_cp_same_outputs_and_gradients():
+    model = tiny(out_type='featmap', out_indices=(0, 1, 2), drop_path_rate=0.)
+    checkpointed = copy.deepcopy(model)
+    for stage in checkpointed.stages:
+        for block in stage.blocks:
+            block.with_cp = True
+    model.eval(), checkpointed.eval()  # BN in eval: recomputation must not double-update stats
+    x = torch.randn(2, 3, 64, 64)
+    outs = model(x)
+    outs_cp = checkpointed(x)
+    for a, b in zip(outs, outs_cp):
+        torch.testing.assert_close(a, b)
+    sum((o ** 2).mean() for o in outs).backward()
+    sum((o ** 2).mean() for o in outs_cp).backward()
+    for (name, p), p_cp in zip(model.named_parameters(), checkpointed.parameters()):
+        torch.testing.assert_close(p.grad, p_cp.grad, msg=name)
+
+
+def test_with_cp_flag_reaches_blocks():
+    model = tiny(with_cp=True)
+    assert all(block.with_cp for stage in model.stages for block in stage.blocks)
+
+
+@pytest.mark.parametrize('dtype_ctx', ['fp32', 'bf16'])
+def test_forward_backward_precisions(dtype_ctx):
+    model = tiny(out_type='featmap', out_indices=(0, 1, 2)).train()
+    x = torch.randn(2, 3, 64, 64)
+    ctx = (torch.autocast('cpu', dtype=torch.bfloat16) if dtype_ctx == 'bf16'
+           else torch.autocast('cpu', enabled=False))
+    with ctx:
+        outs = model(x)
+        loss = sum(o.float().pow(2).mean() for o in outs)
+    if dtype_ctx == 'bf16':
+        assert outs[0].dtype == torch.bfloat16
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_init_weights_follow_official_scheme():
+    model = CvT(arch='13')
+    model.init_weights()
+    linear = model.stages[2].blocks[0].attn.proj_q
+    assert linear.bias.abs().max() == 0
+    assert 0.015 < linear.weight.std().item() < 0.025
+    cls = model.stages[2].cls_token
+    assert cls.abs().sum() > 0 and cls.std() < 0.05
+    ln = model.stages[1].blocks[0].norm1
+    assert torch.equal(ln.weight, torch.ones_like(ln.weight))
+
+
+def test_switch_to_deploy_keeps_outputs():
+    model = randomize_norms(tiny(out_type='featmap', out_indices=(0, 1, 2))).eval()
+    x = torch.randn(2, 3, 72, 56)
+    expected = model(x)
+    model.switch_to_deploy()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    for a, b in zip(expected, model(x)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet', 'mmseg'])
+def test_builds_from_each_task_registry(scope):
+    import importlib
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    model = registry.build(dict(type='CvT', arch=TINY_ARCH, out_type='featmap',
+                                out_indices=(0, 1, 2)))
+    assert isinstance(model, CvT)
+    assert len(model(torch.randn(2, 3, 64, 64))) == 3
