@@ -16,10 +16,13 @@ TORCHVISION_VERSION="${TORCHVISION_VERSION:-0.29.1}"
 # mmdet 3.3.0 and mmseg 1.2.2 require mmcv<2.2.0; mmcv has no wheels on PyPI for recent torch.
 MMCV_VERSION="2.1.0"
 STAMP="$VENV/.cvt_mm_env_complete"
+# The stamp names everything that decides the environment's contents: a change to the pins,
+# to setup.py's requirements or to this script makes the next run install again.
+STAMP_TEXT="torch=$TORCH_VERSION torchvision=$TORCHVISION_VERSION mmcv=$MMCV_VERSION $(cat "$REPO_ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"
 
 log() { printf '[setup_env] %s\n' "$*"; }
 
-if [[ -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "torch=$TORCH_VERSION mmcv=$MMCV_VERSION" ]]; then
+if [[ -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$STAMP_TEXT" ]]; then
   log "environment already complete at $VENV; refreshing the editable cvt_mm install only"
   "$VENV/bin/pip" install --quiet --no-deps --no-build-isolation -e "$REPO_ROOT"
   exit 0
@@ -74,5 +77,5 @@ log "installing cvt_mm and the OpenMMLab task libraries"
 "${PIP[@]}" install --quiet --no-build-isolation -e "$REPO_ROOT[tests]"
 
 "$PY" -c "import cvt_mm, mmdet, mmseg, mmpretrain, mmcv._ext; import mmpretrain.models, mmdet.models, mmseg.models; print('environment OK')"
-echo "torch=$TORCH_VERSION mmcv=$MMCV_VERSION" > "$STAMP"
+echo "$STAMP_TEXT" > "$STAMP"
 log "done: activate with 'source $VENV/bin/activate'"
