@@ -1,0 +1,181 @@
+"""tools/train.py, tools/test.py and tools/dist_train.sh on classification, detection and
+segmentation configs, run as a user would: in subprocesses, on toy data."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import TINY_ARCH
+from mmengine.config import Config
+from test_dense_configs import (REPO_ROOT, load_repo_config, make_toy_datasets, toy_config,
+                                toy_data)
+
+from cvt_mm import tools_common
+from cvt_mm.models.classifier import cvt_classifier_cfg
+
+TOOLS = REPO_ROOT / 'tools'
+# One tiny config per task library; the dense ones are the real configs made small.
+DENSE_CONFIGS = {'mmdet': 'cvt13_maskrcnn_coco.py', 'mmseg': 'cvt13_upernet_ade20k.py'}
+# Where each task's first run leaves its checkpoint, and what its test run reports.
+FIRST_CHECKPOINT = {'mmpretrain': 'epoch_1.pth', 'mmdet': 'epoch_1.pth',
+                    'mmseg': 'iter_1.pth'}
+SECOND_CHECKPOINT = {'mmpretrain': 'epoch_2.pth', 'mmdet': 'epoch_2.pth',
+                     'mmseg': 'iter_2.pth'}
+LONGER_TRAINING = {'mmpretrain': 'train_cfg.max_epochs=2', 'mmdet': 'train_cfg.max_epochs=2',
+                   'mmseg': 'train_cfg.max_iters=2'}
+TEST_METRICS = {'mmpretrain': ('accuracy/top1', ), 'mmdet': ('coco/bbox_mAP', 'coco/segm_mAP'),
+                'mmseg': ('mIoU', )}
+TASKS = tuple(FIRST_CHECKPOINT)
+# Training runs skip validation (mmengine validates at the end otherwise): test.py evaluates.
+NO_VALIDATION = 'train_cfg.val_begin=1000'
+
+CLASSIFICATION_CONFIG = """
+_base_ = ['mmpretrain::_base_/default_runtime.py']
+custom_imports = dict(imports=['cvt_mm'], allow_failed_imports=False)
+model = {model!r}
+data_preprocessor = dict(num_classes={num_classes}, mean=[123.675, 116.28, 103.53],
+                         std=[58.395, 57.12, 57.375], to_rgb=True)
+pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=64),
+            dict(type='PackInputs')]
+train_dataloader = dict(
+    batch_size={num_classes}, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(type='CustomDataset', data_root={root!r}, ann_file='meta/train.txt',
+                 data_prefix='train', pipeline=pipeline))
+val_dataloader = dict(
+    batch_size=2, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='CustomDataset', data_root={root!r}, ann_file='meta/val.txt',
+                 data_prefix='val', pipeline=pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_evaluator = val_evaluator
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3))
+train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()
+"""
+
+
+def run(command, cwd, **env_overrides):
+    """Run a command; fail the test with its output if it fails.
+
+    One intra-op thread per process: the toy models are too small to gain from more, and
+    OpenMP threads competing with other jobs for the cores slow them down several times.
+    """
+    env = dict(os.environ, OMP_NUM_THREADS='1', **env_overrides)
+    result = subprocess.run([str(part) for part in command], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (
+        f'{command} exited with {result.returncode}\n--- stdout\n{result.stdout[-5000:]}'
+        f'\n--- stderr\n{result.stderr[-5000:]}')
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope='module')
+def task_configs(tmp_path_factory):
+    """One tiny training config per task, written to disk for the tools to read."""
+    root = tmp_path_factory.mktemp('tool_configs')
+    data_root = make_toy_datasets(root / 'data')
+    imagenet_root = root / 'data' / 'imagenet'
+    toy_data.make_imagenet(imagenet_root, train_per_class=1, val_per_class=1, seed=0)
+
+    paths = {}
+    num_classes = len(toy_data.SHAPE_CLASSES)
+    paths['mmpretrain'] = root / 'classification.py'
+    paths['mmpretrain'].write_text(CLASSIFICATION_CONFIG.format(
+        model=cvt_classifier_cfg(TINY_ARCH, num_classes), num_classes=num_classes,
+        root=str(imagenet_root)))
+    for scope, config_name in DENSE_CONFIGS.items():
+        paths[scope] = root / f'{scope}.py'
+        toy_config(load_repo_config(config_name), data_root).dump(paths[scope])
+    return paths
+
+
+@pytest.fixture(scope='module')
+def trained(task_configs, tmp_path_factory):
+    """tools/train.py for each task: the work directory of a one-iteration run."""
+    work_dirs = {}
+    for scope, config in task_configs.items():
+        work_dirs[scope] = tmp_path_factory.mktemp(f'train_{scope}')
+        run([sys.executable, TOOLS / 'train.py', config, '--work-dir', work_dirs[scope],
+             '--cfg-options', NO_VALIDATION], cwd=work_dirs[scope])
+    return work_dirs
+
+
+@pytest.mark.parametrize('scope', TASKS)
+def test_train_writes_a_checkpoint(scope, trained):
+    checkpoint = trained[scope] / FIRST_CHECKPOINT[scope]
+    assert checkpoint.is_file()
+    assert (trained[scope] / 'last_checkpoint').read_text().strip() == str(checkpoint)
+
+
+@pytest.mark.parametrize('scope', TASKS)
+def test_train_resumes_from_a_checkpoint(scope, task_configs, trained, tmp_path):
+    checkpoint = trained[scope] / FIRST_CHECKPOINT[scope]
+    output = run([sys.executable, TOOLS / 'train.py', task_configs[scope],
+                  '--work-dir', tmp_path, '--resume', checkpoint,
+                  '--cfg-options', LONGER_TRAINING[scope], NO_VALIDATION], cwd=tmp_path)
+    assert re.search(r'resumed epoch: \d+, iter: 1\b', output), output[-3000:]
+    assert (tmp_path / SECOND_CHECKPOINT[scope]).is_file()
+    assert not (tmp_path / FIRST_CHECKPOINT[scope]).exists()  # started after iteration 1
+
+
+@pytest.mark.parametrize('scope', TASKS)
+def test_test_prints_metrics_and_draws_predictions(scope, task_configs, trained, tmp_path):
+    show_dir = tmp_path / 'drawn'
+    output = run([sys.executable, TOOLS / 'test.py', task_configs[scope],
+                  trained[scope] / FIRST_CHECKPOINT[scope], '--work-dir', tmp_path / 'work',
+                  '--show-dir', show_dir], cwd=tmp_path)
+    for metric in TEST_METRICS[scope]:
+        assert re.search(rf'^{re.escape(metric)}: \d', output, re.MULTILINE), output[-3000:]
+    drawn = list(show_dir.rglob('*.jpg')) + list(show_dir.rglob('*.png'))
+    num_test_images = len(toy_data.SHAPE_CLASSES) if scope == 'mmpretrain' else 2
+    assert len(drawn) == num_test_images
+
+
+def test_two_process_training_on_cpu(task_configs, tmp_path):
+    output = run(['bash', TOOLS / 'dist_train.sh', task_configs['mmdet'], 2,
+                  '--work-dir', tmp_path,
+                  # Two toy images: one per process and iteration, for two epochs, then a
+                  # validation that gathers both processes' predictions.
+                  '--cfg-options', 'train_dataloader.batch_size=1', 'train_cfg.max_epochs=2',
+                  'train_cfg.val_interval=2'],
+                 cwd=tmp_path, PYTHON=sys.executable)
+    assert 'Distributed training: True' in output
+    assert 'GPU number: 2' in output  # mmengine's name for the world size
+    assert re.search(r'Epoch\(train\) +\[2\]\[1/1\]', output), output[-3000:]
+    assert re.search(r'Epoch\(val\) +\[2\]\[1/1\] +coco/bbox_mAP', output), output[-3000:]
+    assert (tmp_path / 'epoch_2.pth').is_file()
+
+
+# ----------------------------------------------------------------------------- helpers
+def test_amp_refuses_cpu_clearly(monkeypatch):
+    for device_check in ('is_cuda_available', 'is_npu_available', 'is_mlu_available',
+                         'is_musa_available'):
+        monkeypatch.setattr(tools_common, device_check, lambda: False)
+    cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD'))))
+    with pytest.raises(SystemExit, match='--amp needs a GPU'):
+        tools_common.enable_amp(cfg)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+
+
+def test_task_scope_comes_from_default_scope():
+    assert tools_common.task_scope(Config(dict(default_scope='mmseg'))) == 'mmseg'
+    with pytest.raises(ValueError, match='default_scope'):
+        tools_common.task_scope(Config(dict(default_scope='mmocr')))
+
+
+def test_resume_argument():
+    cfg = Config(dict(resume=False, load_from=None))
+    tools_common.apply_resume(cfg, 'auto')
+    assert cfg.resume is True and cfg.load_from is None
+    tools_common.apply_resume(cfg, 'work/epoch_3.pth')
+    assert cfg.resume is True and cfg.load_from == 'work/epoch_3.pth'
+
+
+def test_sync_bn_replaced_for_cpu_processes():
+    model = dict(decode_head=dict(norm_cfg=dict(type='SyncBN', requires_grad=True)),
+                 auxiliary_head=[dict(norm_cfg=dict(type='SyncBN')), dict(type='FCNHead')])
+    assert tools_common.replace_sync_bn(model) == 2
+    assert model['decode_head']['norm_cfg'] == dict(type='BN', requires_grad=True)
+    assert model['auxiliary_head'][0]['norm_cfg']['type'] == 'BN'
