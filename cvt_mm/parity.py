@@ -35,10 +35,9 @@ def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-def build_hf_and_cvt_mm(arch: dict, num_labels: int, seed: int = 0) -> Tuple[nn.Module, nn.Module]:
-    """A randomly initialised HF ``CvtForImageClassification`` (random norms, BN statistics and
-    biases, so that every tensor matters) and the cvt_mm classifier loaded strictly from its
-    converted weights, with HF's exact GELU. Both in eval mode."""
+def random_hf_classifier(arch: dict, num_labels: int, seed: int = 0) -> nn.Module:
+    """A randomly initialised HF ``CvtForImageClassification`` in eval mode, with random norms,
+    BN statistics and biases so that every tensor matters."""
     import transformers
 
     torch.manual_seed(seed)
@@ -50,9 +49,16 @@ def build_hf_and_cvt_mm(arch: dict, num_labels: int, seed: int = 0) -> Tuple[nn.
         for name, param in hf_model.named_parameters():
             if name.endswith('bias'):
                 param.normal_(0, 0.05)
+    return hf_model.eval()
+
+
+def build_hf_and_cvt_mm(arch: dict, num_labels: int, seed: int = 0) -> Tuple[nn.Module, nn.Module]:
+    """A random HF classifier and the cvt_mm classifier loaded strictly from its converted
+    weights, with HF's exact GELU. Both in eval mode."""
+    hf_model = random_hf_classifier(arch, num_labels, seed)
     ours = MODELS.build(cvt_classifier_cfg(arch, num_labels, act_cfg=dict(type='GELU')))
     ours.load_state_dict(convert_state_dict(hf_model.state_dict()), strict=True)
-    return hf_model.eval(), ours.eval()
+    return hf_model, ours.eval()
 
 
 @torch.no_grad()

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY_ARCH, randomize_norms
+from conftest import TINY_ARCH
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
 import cvt_mm  # noqa: F401  (registers CvT)
 from cvt_mm import checkpoint_io
 from cvt_mm.models.classifier import cvt_classifier_cfg
+from cvt_mm.parity import random_hf_classifier
 
-transformers = pytest.importorskip('transformers')
 
 REPO = Path(__file__).resolve().parents[1]
 CONVERTER = REPO / 'tools' / 'convert_checkpoint.py'
@@ -266,22 +266,9 @@ def test_wrappers_and_ddp_prefix_are_unwrapped(tmp_path, wrapper):
 # (b) Hugging Face model directories and files
 # ------------------------------------------------------------------------------------------
 
-def random_hf_model(arch, num_labels, seed=0):
-    torch.manual_seed(seed)
-    config = transformers.CvtConfig(embed_dim=arch['embed_dims'], depth=arch['depths'],
-                                    num_heads=arch['num_heads'], num_labels=num_labels)
-    model = transformers.CvtForImageClassification(config)
-    randomize_norms(model, seed)
-    with torch.no_grad():  # HF zero-inits biases; random ones catch swapped tensors
-        for name, param in model.named_parameters():
-            if name.endswith('bias'):
-                param.normal_(0, 0.05)
-    return model.eval()
-
-
 @pytest.mark.parametrize('safe_serialization', [True, False], ids=['safetensors', 'bin'])
 def test_hf_directory_converts_and_matches_hf_logits(tmp_path, capsys, safe_serialization):
-    hf_model = random_hf_model(TINY_ARCH, num_labels=7)
+    hf_model = random_hf_classifier(TINY_ARCH, num_labels=7)
     hf_dir = tmp_path / 'cvt-tiny'
     hf_model.save_pretrained(hf_dir, safe_serialization=safe_serialization)
     weights_name = 'model.safetensors' if safe_serialization else 'pytorch_model.bin'
@@ -315,7 +302,7 @@ def test_hf_directory_converts_and_matches_hf_logits(tmp_path, capsys, safe_seri
 
 def test_hf_weights_file_alone_converts(tmp_path):
     """A bare pytorch_model.bin (no directory, no config.json) is recognised by its keys."""
-    hf_model = random_hf_model(TINY_ARCH, num_labels=3)
+    hf_model = random_hf_classifier(TINY_ARCH, num_labels=3)
     src = tmp_path / 'pytorch_model.bin'
     torch.save(hf_model.state_dict(), src)
     meta = checkpoint_io.convert_checkpoint(src, tmp_path / 'out.pth')

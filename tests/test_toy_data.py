@@ -3,12 +3,10 @@ import importlib.util
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
-
-cv2 = pytest.importorskip('cv2')
-pytest.importorskip('pycocotools')
-from pycocotools.coco import COCO  # noqa: E402
+from pycocotools.coco import COCO
 
 TOOL_PATH = Path(__file__).resolve().parents[1] / 'tools' / 'make_toy_data.py'
 
@@ -193,7 +191,6 @@ def test_imagenet_folders_and_meta_files_agree(toy_root, split, per_class):
 
 # ----------------------------------------------------------------------------- OpenMMLab loaders
 def test_mmdet_coco_dataset_loads_boxes_masks_and_labels(toy_root):
-    pytest.importorskip('mmdet.datasets')
     from mmcv.transforms import LoadImageFromFile
     from mmdet.datasets import CocoDataset
     from mmdet.datasets.transforms import LoadAnnotations
@@ -219,7 +216,6 @@ def test_mmdet_coco_dataset_loads_boxes_masks_and_labels(toy_root):
 
 
 def test_mmseg_datasets_load_and_reduce_zero_label_gives_toy_ids(toy_root):
-    pytest.importorskip('mmseg.datasets')
     from mmcv.transforms import LoadImageFromFile
     from mmseg.datasets import ADE20KDataset, BaseSegDataset
     from mmseg.datasets.transforms import LoadAnnotations
@@ -240,7 +236,6 @@ def test_mmseg_datasets_load_and_reduce_zero_label_gives_toy_ids(toy_root):
 
 
 def test_mmpretrain_folder_and_ann_file_datasets_agree(toy_root):
-    pytest.importorskip('mmpretrain.datasets')
     from mmpretrain.datasets import CustomDataset, ImageNet
 
     root = str(toy_root / 'imagenet')
