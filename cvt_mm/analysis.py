@@ -1,8 +1,9 @@
 """Multiply-accumulate counts that include attention.
 
 mmengine's FlopAnalyzer (fvcore's counting rules: one fused multiply-add is one "flop") has no
-handle for ``aten::scaled_dot_product_attention``, so a model using SDPA would be reported
-without its two attention matmuls. This module adds that handle.
+handle for ``aten::scaled_dot_product_attention`` nor ``aten::baddbmm``, so a model using SDPA
+would be reported without its two attention matmuls (and cvt_mm's fused k/v projection without
+its matmul). This module adds those handles.
 """
 from typing import Any, List, Tuple
 
@@ -24,6 +25,13 @@ def sdpa_macs(inputs: List[Any], outputs: List[Any]) -> int:
     return batch * query_len * key_len * (qk_dim + value_dim)
 
 
+def baddbmm_macs(inputs: List[Any], outputs: List[Any]) -> int:
+    """bias + batch1 @ batch2 (cvt_mm projects k and v in one baddbmm): B * n * k * m."""
+    batch, rows, inner = get_shape(inputs[1])
+    columns = get_shape(inputs[2])[-1]
+    return batch * rows * inner * columns
+
+
 def count_macs(model: nn.Module, inputs: Tuple[torch.Tensor, ...],
                ignore_norms: bool = True) -> FlopAnalyzer:
     """A FlopAnalyzer over ``model(*inputs)`` that counts attention.
@@ -33,6 +41,7 @@ def count_macs(model: nn.Module, inputs: Tuple[torch.Tensor, ...],
     """
     analyzer = FlopAnalyzer(model, inputs)
     analyzer.set_op_handle('aten::scaled_dot_product_attention', sdpa_macs)
+    analyzer.set_op_handle('aten::baddbmm', baddbmm_macs)
     if ignore_norms:
         analyzer.set_op_handle('aten::batch_norm', None)
         analyzer.set_op_handle('aten::layer_norm', None)

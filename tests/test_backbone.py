@@ -178,3 +178,31 @@ def test_builds_from_each_task_registry(scope):
                                 out_indices=(0, 1, 2)))
     assert isinstance(model, CvT)
     assert len(model(torch.randn(2, 3, 64, 64))) == 3
+
+
+@pytest.mark.parametrize('batch', [1, 2])
+@pytest.mark.parametrize('with_cls_token', [False, True])
+def test_token_maps_reach_convs_channels_last(batch, with_cls_token):
+    """Convs take the token view as channels-last and return channels-last (no NCHW copies).
+
+    A view built by transpose + reshape gave a batch of one an arbitrary batch stride, which
+    made PyTorch's layout heuristic pick NCHW: every conv copied its input and its output.
+    """
+    import torch.nn.functional as F
+
+    from cvt_mm.models.backbones.cvt import ConvAttention, tokens_to_map
+    hw_shape = (5, 7)
+    tokens = torch.randn(batch, int(with_cls_token) + 35, 16)
+    feature_map = tokens_to_map(tokens[:, int(with_cls_token):], hw_shape)
+    assert torch.equal(feature_map.flatten(2).transpose(1, 2), tokens[:, int(with_cls_token):])
+    weight = torch.randn(16, 1, 3, 3)
+    out = F.conv2d(feature_map.contiguous(memory_format=torch.channels_last), weight,
+                   padding=1, groups=16)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    if batch == 1 or not with_cls_token:  # no copy needed at all
+        assert feature_map.is_contiguous(memory_format=torch.channels_last)
+        assert F.conv2d(feature_map, weight, padding=1, groups=16).is_contiguous(
+            memory_format=torch.channels_last)
+    attn = ConvAttention(16, 2, with_cls_token).eval()
+    with torch.no_grad():
+        assert attn(tokens, hw_shape).shape == tokens.shape

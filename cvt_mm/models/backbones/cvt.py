@@ -34,10 +34,12 @@ HWShape = Tuple[int, int]
 def tokens_to_map(tokens: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
     """(B, H*W, C) tokens -> (B, C, H, W) view.
 
-    The view is channels-last in memory, which convolutions consume without a copy.
+    The view is channels-last in memory, which convolutions consume without a copy. Split and
+    permute rather than transpose and reshape: for a batch of one, reshape may give the batch
+    dimension any stride, and PyTorch's layout heuristic (``suggest_memory_format``) then
+    takes the map for NCHW, so every conv copied its input to NCHW and returned NCHW.
     """
-    batch, _, channels = tokens.shape
-    return tokens.transpose(1, 2).reshape(batch, channels, *hw_shape)
+    return tokens.unflatten(1, hw_shape).permute(0, 3, 1, 2)
 
 
 def map_to_tokens(feature_map: torch.Tensor) -> torch.Tensor:
@@ -60,10 +62,26 @@ class ConvTokenEmbedding(BaseModule):
         return self.norm(map_to_tokens(x)), hw_shape
 
 
+def fold_bn(weight: torch.Tensor, bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of one conv equal to ``bn(conv(x, weight))`` with BN's running statistics.
+
+    Differentiable: under ``norm_eval`` the BN affine parameters still receive gradients.
+    """
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    bias = -bn.running_mean * scale
+    if bn.bias is not None:
+        bias = bias + bn.bias
+    return weight * scale.view(-1, 1, 1, 1), bias
+
+
 class DepthwiseConvBN(nn.Sequential):
     """The ``dw_bn`` projection: depthwise conv without bias, then BatchNorm.
 
-    ``fuse_bn`` folds the BatchNorm into the conv for deployment (same outputs in eval mode).
+    Whenever the BN is a fixed affine map (eval mode, or ``norm_eval``) it is folded into the
+    conv's weight and bias on the fly (a few hundred numbers), saving a full pass over the map.
+    ``fuse_bn`` makes that permanent for deployment (same outputs, no BN modules left).
     """
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int):
@@ -72,16 +90,36 @@ class DepthwiseConvBN(nn.Sequential):
                               groups=channels, bias=False)
         self.bn = nn.BatchNorm2d(channels)
 
+    @property
+    def bn_is_affine(self) -> bool:
+        """Whether the BN is a fixed affine map (eval mode with running statistics, or folded
+        away), so that it can be merged into the conv's weight and bias."""
+        return isinstance(self.bn, nn.Identity) or (not self.bn.training
+                                                    and self.bn.running_var is not None)
+
+    def folded_weight_bias(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Conv weight and bias with the BN merged in (requires ``bn_is_affine``)."""
+        if isinstance(self.bn, nn.Identity):
+            return self.conv.weight, self.conv.bias
+        return fold_bn(self.conv.weight, self.bn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.bn_is_affine:  # train-mode BN: batch statistics, running-stat updates
+            return self.bn(self.conv(x))
+        weight, bias = self.folded_weight_bias()
+        conv = self.conv
+        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
     @torch.no_grad()
     def fuse_bn(self) -> None:
         if isinstance(self.bn, nn.Identity):
             return
-        bn_scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
+        weight, bias = fold_bn(self.conv.weight, self.bn)
         fused = nn.Conv2d(self.conv.in_channels, self.conv.out_channels,
                           self.conv.kernel_size, self.conv.stride, self.conv.padding,
                           groups=self.conv.groups, bias=True).to(self.conv.weight)
-        fused.weight.copy_(self.conv.weight * bn_scale.view(-1, 1, 1, 1))
-        fused.bias.copy_(self.bn.bias - self.bn.running_mean * bn_scale)
+        fused.weight.copy_(weight)
+        fused.bias.copy_(bias)
         self.conv = fused
         self.bn = nn.Identity()
 
@@ -108,13 +146,17 @@ class ConvAttention(BaseModule):
             projections and is prepended to q, k and v.
         method: 'dw_bn' (official default), 'avg' (q unprojected, k/v average pooled) or
             'linear' (no spatial projection).
+        fuse_kv_conv: with 'dw_bn', run k's and v's depthwise convs as one conv with 2C
+            outputs (see ``_conv_kv``). Same parameters and arithmetic; off by default because
+            oneDNN, PyTorch's CPU conv backend, has no fast kernel for it (measured 3-25x slower
+            than the two depthwise convs it replaces, docs/benchmarks.md).
     """
 
     def __init__(self, embed_dims: int, num_heads: int, with_cls_token: bool,
                  method: str = 'dw_bn', kernel_size: int = 3, stride_q: int = 1,
                  stride_kv: int = 2, padding_q: int = 1, padding_kv: int = 1,
                  qkv_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0.,
-                 init_cfg=None):
+                 fuse_kv_conv: bool = False, init_cfg=None):
         super().__init__(init_cfg)
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
@@ -135,30 +177,94 @@ class ConvAttention(BaseModule):
         self.proj_v = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
+        # k and v have the same kind of projection with the same kernel, stride and padding
+        # (one stride_kv / padding_kv), so they can be computed together.
+        self.dw_bn = method == 'dw_bn'
+        self.fuse_kv_conv = fuse_kv_conv and self.dw_bn
 
     def _split_heads(self, tokens: torch.Tensor) -> torch.Tensor:
         batch, length, channels = tokens.shape
         return tokens.view(batch, length, self.num_heads, -1).transpose(1, 2)
 
+    def _conv_kv(self, feature_map: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """k's and v's ``dw_bn`` projections of the map, as (B, h*w, C) token views."""
+        conv_k, conv_v = self.conv_proj_k, self.conv_proj_v
+        if not self.fuse_kv_conv:
+            return map_to_tokens(conv_k(feature_map)), map_to_tokens(conv_v(feature_map))
+        # groups=C with 2C output channels gives input channel c two filters, output channels
+        # 2c (k's filter) and 2c+1 (v's): the weights interleaved, one read of the map.
+        conv = conv_k.conv
+        affine = conv_k.bn_is_affine and conv_v.bn_is_affine
+        if affine:  # eval or deployed: BNs folded into the conv
+            (weight_k, bias_k), (weight_v, bias_v) = (conv_k.folded_weight_bias(),
+                                                      conv_v.folded_weight_bias())
+            bias = torch.stack((bias_k, bias_v), dim=1).flatten()
+        else:
+            weight_k, weight_v, bias = conv_k.conv.weight, conv_v.conv.weight, None
+        weight = torch.stack((weight_k, weight_v), dim=1).flatten(0, 1)
+        kv = F.conv2d(feature_map, weight, bias, conv.stride, conv.padding, conv.dilation,
+                      groups=feature_map.shape[1])
+        k_map, v_map = kv[:, 0::2], kv[:, 1::2]
+        if not affine:
+            # Train-mode BN: each module normalises its half with its own batch statistics
+            # and updates its own running stats, exactly as without the fusion.
+            k_map, v_map = conv_k.bn(k_map), conv_v.bn(v_map)
+        return map_to_tokens(k_map), map_to_tokens(v_map)
+
+    def _project_kv(self, feature_map: torch.Tensor,
+                    cls_token: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """k and v tokens (cls first, if any) for the ``dw_bn`` method.
+
+        The projected maps are copied once into one (2, B, L, C) buffer with the cls token in
+        front (the copy torch.cat would make anyway; it also de-interleaves the fused conv's
+        output), and proj_k and proj_v run on it as one batched matmul.
+        """
+        k_tokens, v_tokens = self._conv_kv(feature_map)
+        batch, length, channels = k_tokens.shape
+        num_cls = 0 if cls_token is None else 1
+        kv_in = k_tokens.new_empty(2, batch, num_cls + length, channels)
+        if cls_token is not None:
+            kv_in[:, :, :1] = cls_token
+        kv_in[0, :, num_cls:] = k_tokens
+        kv_in[1, :, num_cls:] = v_tokens
+        kv_in = kv_in.flatten(1, 2)
+        weight = torch.stack((self.proj_k.weight, self.proj_v.weight)).transpose(1, 2)
+        if self.proj_k.bias is None:
+            kv = torch.bmm(kv_in, weight)
+        else:
+            bias = torch.stack((self.proj_k.bias, self.proj_v.bias)).unsqueeze(1)
+            kv = torch.baddbmm(bias, kv_in, weight)
+        k, v = kv.view(2, batch, num_cls + length, channels).unbind(0)
+        return k, v
+
     def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
+        cls_token = None
         if self.with_cls_token:
             cls_token, x = x[:, :1], x[:, 1:]
         feature_map = tokens_to_map(x, hw_shape)
+        if self.dw_bn:
+            # The token view is channels-last; slicing the cls token off a batch > 1 breaks
+            # that layout, and each conv would copy its input: copy once for all of them.
+            feature_map = feature_map.contiguous(memory_format=torch.channels_last)
 
-        def project(conv_proj: Optional[nn.Module]) -> torch.Tensor:
+        def project(conv_proj: Optional[nn.Module], linear: nn.Linear) -> torch.Tensor:
             if conv_proj is None:
                 projected = x
             else:
                 projected = map_to_tokens(conv_proj(feature_map))
-            if self.with_cls_token:
+            if cls_token is not None:
                 projected = torch.cat((cls_token, projected), dim=1)
-            return projected
+            return linear(projected)
 
-        q = self._split_heads(self.proj_q(project(self.conv_proj_q)))
-        k = self._split_heads(self.proj_k(project(self.conv_proj_k)))
-        v = self._split_heads(self.proj_v(project(self.conv_proj_v)))
+        q = project(self.conv_proj_q, self.proj_q)
+        if self.dw_bn:
+            k, v = self._project_kv(feature_map, cls_token)
+        else:
+            k, v = project(self.conv_proj_k, self.proj_k), project(self.conv_proj_v, self.proj_v)
         out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0., scale=self.scale)
+            self._split_heads(q), self._split_heads(k), self._split_heads(v),
+            dropout_p=self.attn_drop if self.training else 0., scale=self.scale)
+        # SDPA's output has q's memory layout, (B, L, heads, d): merging the heads is a view.
         out = out.transpose(1, 2).flatten(2)
         return self.proj_drop(self.proj(out))
 
@@ -168,7 +274,11 @@ class QuickGELU(nn.Module):
     """x * sigmoid(1.702 x): the official CvT activation (CLIP's approximation of GELU)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return x * torch.sigmoid(1.702 * x)
+        # Inference: the same arithmetic in one buffer instead of three (the MLP's hidden
+        # activations are the largest tensors of the network).
+        return torch.sigmoid_(x * 1.702).mul_(x)
 
 
 class Mlp(nn.Sequential):
@@ -180,9 +290,40 @@ class Mlp(nn.Sequential):
         self.fc2 = nn.Linear(hidden_dims, embed_dims)
         self.drop2 = nn.Dropout(drop)
 
+    def activate_(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The activation, in place where it has an in-place form (inference only)."""
+        if type(self.act) is nn.GELU:
+            return torch.ops.aten.gelu_(hidden, approximate=self.act.approximate)
+        return self.act(hidden)  # QuickGELU reuses its input's buffer without autograd
+
+    @torch.no_grad()
+    def residual_forward_chunked(self, x: torch.Tensor, norm: nn.Module,
+                                 chunk_rows: int) -> torch.Tensor:
+        """``x + mlp(norm(x))`` for inference, ``chunk_rows`` tokens at a time.
+
+        The hidden activations, 4x wider than the tokens, are the largest tensors of the
+        network, and with narrow tokens (C = 64, 192) the MLP is memory-bound. In chunks they
+        stay in cache and one buffer is reused instead of page-faulting fresh ones: the MLP
+        runs 1.3-2x faster at C = 64 and 192 (docs/benchmarks.md). Dropouts are identities.
+        """
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch.empty_like(flat)
+        for start in range(0, flat.shape[0], chunk_rows):
+            part = flat[start:start + chunk_rows]
+            hidden = self.activate_(self.fc1(norm(part)))
+            out_part = out[start:start + chunk_rows]
+            torch.addmm(part, hidden, self.fc2.weight.t(), out=out_part)  # residual + fc2
+            if self.fc2.bias is not None:
+                out_part += self.fc2.bias
+        return out.view_as(x)
+
 
 class CvTBlock(BaseModule):
     """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
+
+    # Tokens per chunk of the inference-time MLP (Mlp.residual_forward_chunked): at most
+    # 2048 x 4C floats of hidden activations (12 MB at C = 384) live at once.
+    mlp_chunk_rows = 2048
 
     def __init__(self, embed_dims: int, num_heads: int, with_cls_token: bool,
                  mlp_ratio: float = 4., drop_rate: float = 0., attn_drop_rate: float = 0.,
@@ -203,7 +344,10 @@ class CvTBlock(BaseModule):
 
         def inner_forward(x):
             x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
-            return x + self.drop_path(self.mlp(self.norm2(x)))
+            if (self.training or torch.is_grad_enabled()
+                    or torch.compiler.is_compiling()):  # inductor fuses the plain form itself
+                return x + self.drop_path(self.mlp(self.norm2(x)))
+            return self.mlp.residual_forward_chunked(x, self.norm2, self.mlp_chunk_rows)
 
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(inner_forward, x, use_reentrant=False)
@@ -275,6 +419,13 @@ class CvT(BaseModule):
         with_cp: gradient checkpointing per block, trading compute for memory.
         attn_method: 'dw_bn', 'avg' or 'linear' (the official projection methods).
         act_cfg: MLP activation; QuickGELU is official, ``dict(type='GELU')`` matches HF.
+        fuse_kv_conv: run each block's k and v depthwise convs as one conv with 2C outputs
+            (``ConvAttention``); same results, slower with PyTorch's CPU (oneDNN) kernels.
+
+    Speed (docs/benchmarks.md): attention through ``scaled_dot_product_attention`` (no
+    attention matrix), BNs folded into the depthwise convs in eval mode (``switch_to_deploy``
+    makes it permanent), k and v projected by one batched matmul, token maps kept
+    channels-last so convs take them without copies, and a chunked MLP for inference.
     """
 
     arch_zoo: Dict[str, dict] = {
@@ -313,6 +464,7 @@ class CvT(BaseModule):
                  frozen_stages: int = 0,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 fuse_kv_conv: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         if init_cfg is None:
             # The official init: trunc-normal Linear, unit norms; convs keep PyTorch defaults.
@@ -361,7 +513,7 @@ class CvT(BaseModule):
 
         attn_cfg = dict(method=attn_method, kernel_size=kernel_size, stride_q=stride_q,
                         stride_kv=stride_kv, padding_q=padding_q, padding_kv=padding_kv,
-                        qkv_bias=qkv_bias)
+                        qkv_bias=qkv_bias, fuse_kv_conv=fuse_kv_conv)
         block_cfg = dict(mlp_ratio=mlp_ratio, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
                          act_cfg=act_cfg, attn_cfg=attn_cfg, with_cp=with_cp)
         self.stages = ModuleList()

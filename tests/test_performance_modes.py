@@ -1,0 +1,226 @@
+"""The backbone's performance paths compute what the plain model computes.
+
+* deploy mode (``switch_to_deploy``) and a ``torch.compile``d backbone: same outputs;
+* the fused k/v projection (one batched matmul; optionally one depthwise conv with 2C outputs)
+  against the unfused arithmetic written out here, in train mode (BN batch statistics and
+  running-stat updates, gradients) and in eval mode;
+* the chunked inference-time MLP;
+* ``tools/benchmark.py --quick`` end to end.
+
+Timings are the benchmark's business (docs/benchmarks.md); nothing here is timed.
+"""
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from conftest import TINY_ARCH, randomize_norms
+
+from cvt_mm.models.backbones.cvt import ConvAttention, CvT, CvTBlock
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(**kwargs):
+    kwargs.setdefault('out_type', 'featmap')
+    kwargs.setdefault('out_indices', (0, 1, 2))
+    model = CvT(arch=TINY_ARCH, drop_path_rate=0., **kwargs)
+    model.init_weights()
+    with torch.no_grad():  # the official init zeroes Linear biases; random ones must matter
+        for name, param in model.named_parameters():
+            if name.endswith('bias'):
+                param.normal_(0, 0.1)
+    return randomize_norms(model)
+
+
+def assert_outputs_close(expected, actual, atol=1e-5):
+    assert len(expected) == len(actual)
+    for a, b in zip(expected, actual):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=atol)
+
+
+# ----------------------------------------------------------------------- unfused reference
+def reference_attention(attn: ConvAttention, x: torch.Tensor, hw_shape) -> torch.Tensor:
+    """ConvAttention as the official code computes it: three conv -> BN -> tokens -> (cls
+    prepended) -> linear projections, one after the other, and an explicit softmax."""
+    batch, _, channels = x.shape
+    cls_token = None
+    if attn.with_cls_token:
+        cls_token, x = x[:, :1], x[:, 1:]
+    feature_map = x.transpose(1, 2).reshape(batch, channels, *hw_shape)
+
+    def project(conv_proj, linear):
+        y = conv_proj.bn(conv_proj.conv(feature_map)).flatten(2).transpose(1, 2)
+        if cls_token is not None:
+            y = torch.cat((cls_token, y), dim=1)
+        y = linear(y)
+        return y.view(batch, y.shape[1], attn.num_heads, -1).transpose(1, 2)
+
+    q = project(attn.conv_proj_q, attn.proj_q)
+    k = project(attn.conv_proj_k, attn.proj_k)
+    v = project(attn.conv_proj_v, attn.proj_v)
+    weights = (q @ k.transpose(-2, -1) * attn.scale).softmax(dim=-1)
+    out = (weights @ v).transpose(1, 2).reshape(batch, -1, channels)
+    return attn.proj(out)
+
+
+def make_attention(with_cls_token, fuse_kv_conv, seed=0):
+    torch.manual_seed(seed)
+    attn = ConvAttention(24, 3, with_cls_token, fuse_kv_conv=fuse_kv_conv)
+    randomize_norms(attn, seed)
+    with torch.no_grad():
+        for name, param in attn.named_parameters():
+            if name.endswith('bias'):
+                param.normal_(0, 0.1)
+    return attn
+
+
+def bn_state(module):
+    return {name: tensor.clone() for name, tensor in module.state_dict().items()
+            if 'running' in name or 'num_batches' in name}
+
+
+@pytest.mark.parametrize('with_cls_token', [False, True])
+@pytest.mark.parametrize('fuse_kv_conv', [False, True])
+@pytest.mark.parametrize('mode', ['train', 'eval'])
+def test_fused_kv_equals_unfused_arithmetic(with_cls_token, fuse_kv_conv, mode):
+    attn = make_attention(with_cls_token, fuse_kv_conv).train(mode == 'train')
+    reference = copy.deepcopy(attn)
+    hw_shape = (7, 9)
+    x = torch.randn(3, int(with_cls_token) + 63, 24)
+    x_ref = x.clone().requires_grad_()
+    x = x.requires_grad_()
+
+    out = attn(x, hw_shape)
+    expected = reference_attention(reference, x_ref, hw_shape)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    assert expected.abs().max() > 0.1
+
+    # Train mode: each BN updated its own running statistics, as the unfused modules did;
+    # eval mode: none changed.
+    before = bn_state(make_attention(with_cls_token, fuse_kv_conv))
+    after, after_ref = bn_state(attn), bn_state(reference)
+    assert after.keys() == after_ref.keys()
+    for name in after:
+        torch.testing.assert_close(after[name], after_ref[name], rtol=1e-5, atol=1e-6)
+        assert torch.equal(after[name], before[name]) == (mode == 'eval'), name
+
+    # Same gradients for every parameter and the input.
+    grad_out = torch.randn_like(out)
+    out.backward(grad_out)
+    expected.backward(grad_out)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-5)
+    for (name, p), p_ref in zip(attn.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_fused_kv_conv_backbone_matches_default_in_train_and_eval():
+    plain = tiny().train()
+    fused = tiny(fuse_kv_conv=True).train()
+    fused.load_state_dict(plain.state_dict())
+    assert all(m.attn.fuse_kv_conv for m in fused.modules() if isinstance(m, CvTBlock))
+    x = torch.randn(2, 3, 64, 80)
+    assert_outputs_close(plain(x), fused(x))
+    for (name, a), b in zip(plain.state_dict().items(), fused.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)  # running stats
+    plain.eval(), fused.eval()
+    with torch.no_grad():
+        assert_outputs_close(plain(x), fused(x))
+
+
+def test_state_dict_keys_are_unchanged_by_the_fused_paths():
+    keys = set(tiny(fuse_kv_conv=True).state_dict())
+    attn = 'stages.2.blocks.0.attn.'
+    for qkv in 'qkv':
+        assert f'{attn}conv_proj_{qkv}.conv.weight' in keys
+        assert f'{attn}conv_proj_{qkv}.bn.running_var' in keys
+        assert f'{attn}proj_{qkv}.weight' in keys
+    assert keys == set(tiny().state_dict())
+
+
+# --------------------------------------------------------------------------- deploy mode
+@pytest.mark.parametrize('fuse_kv_conv', [False, True])
+@pytest.mark.parametrize('out_type', ['featmap', 'cls_token'])
+def test_deploy_mode_keeps_outputs(fuse_kv_conv, out_type):
+    kwargs = dict(out_indices=-1) if out_type == 'cls_token' else {}
+    model = tiny(fuse_kv_conv=fuse_kv_conv, out_type=out_type, **kwargs).eval()
+    x = torch.randn(3, 3, 72, 56)
+    with torch.no_grad():
+        expected = model(x)
+        model.switch_to_deploy()
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        assert_outputs_close(expected, model(x))
+
+
+def test_eval_bn_folding_follows_running_stats_and_norm_eval():
+    """Eval mode folds the BNs into the convs on the fly: same as conv -> BN, and under
+    norm_eval (BN frozen while training) the BN affine parameters still get gradients."""
+    model = tiny(norm_eval=True).train()
+    bn = model.stages[1].blocks[0].attn.conv_proj_q.bn
+    assert not bn.training
+    stats = bn.running_mean.clone()
+    outs = model(torch.randn(2, 3, 64, 64))
+    sum(o.pow(2).mean() for o in outs).backward()
+    assert torch.equal(bn.running_mean, stats)
+    assert bn.weight.grad is not None and bn.weight.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------- chunked MLP
+@pytest.mark.parametrize('act', ['QuickGELU', 'GELU', 'ReLU'])
+def test_chunked_inference_mlp_equals_plain(act, monkeypatch):
+    model = tiny(act_cfg=dict(type=act)).eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.enable_grad():  # autograd on: the plain path
+        expected = [o.detach() for o in model(x)]
+    monkeypatch.setattr(CvTBlock, 'mlp_chunk_rows', 100)  # several uneven chunks per stage
+    with torch.inference_mode():
+        assert_outputs_close(expected, model(x))
+
+
+# --------------------------------------------------------------------------- torch.compile
+def test_compiled_backbone_matches_eager():
+    # Compilation takes a while on CPU (inductor emits and builds C++): one small model.
+    model = tiny().eval()
+    x = torch.randn(2, 3, 48, 64)
+    with torch.no_grad():
+        expected = model(x)
+        compiled = torch.compile(model)
+        assert_outputs_close(expected, compiled(x), atol=1e-4)
+
+
+# ----------------------------------------------------------------------- benchmark script
+def test_benchmark_quick_runs_end_to_end(tmp_path):
+    out = tmp_path / 'bench.md'
+    out.write_text('# Title\n\nhand-written text\n\n<!-- results:start -->\nold\n'
+                   '<!-- results:end -->\n\ntrailing text\n')
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    # All sections but compile (test_compiled_backbone_matches_eager covers it, and each
+    # compilation takes a minute); one thread, as each pytest worker has one core.
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools' / 'benchmark.py'), '--quick', '--out', str(out),
+         '--threads', '1', '--sections', 'cls', 'dense', 'train', 'det'],
+        cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert 'hand-written text' in text and 'trailing text' in text and '\nold\n' not in text
+    for title in ('Classification', 'Backbone forward', 'Training step', 'Mask R-CNN'):
+        assert f'### {title}' in text, title
+    assert 'failed' not in proc.stderr
+    assert (tmp_path / 'benchmark_sizes.png').stat().st_size > 1000
+    sections = json.loads(out.with_suffix('.json').read_text())['sections']
+    assert sections['cls']['raw']['diffs']['cvt_mm'] < 1e-4
+    assert set(sections['det']['raw']) == {'CvT-13', 'Swin-T', 'R-50'}
+
+    # Re-running one section keeps the others' results.
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools' / 'benchmark.py'), '--quick', '--out', str(out),
+         '--threads', '1', '--sections', 'cls'],
+        cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '### Mask R-CNN' in out.read_text()
