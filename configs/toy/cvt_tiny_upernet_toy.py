@@ -1,0 +1,77 @@
+# Toy UperNet: configs/cvt13_upernet_ade20k.py with a tiny CvT on the synthetic ADE20K-layout
+# shape set (tools/make_toy_data.py -> data/toy/ade): background + 5 shape classes.
+#
+# Changed from the real config: data (toy root, classes, image size, a plain resize + flip
+# pipeline), model width and depth (a small CvT `arch` through the same code path, narrower
+# UperNet and auxiliary heads), the schedule, and the backbone init: random by default,
+# so that the config runs on its own; to start from the toy classifier that
+# tools/quickstart.py pretrains, add
+#   --cfg-options model.backbone.init_cfg.type=Pretrained \
+#       model.backbone.init_cfg.checkpoint=work_dirs/quickstart/pretrain/cvt_tiny_cls_toy.pth \
+#       model.backbone.init_cfg.prefix=backbone.
+#
+#   python tools/make_toy_data.py --tasks ade
+#   python tools/train.py configs/toy/cvt_tiny_upernet_toy.py
+_base_ = ['../cvt13_upernet_ade20k.py']
+
+data_root = 'data/toy/ade/ADEChallengeData2016'
+# make_toy_data.ADE_TOY_CLASSES: label 0 after reduce_zero_label is the background.
+classes = ('background', 'circle', 'ellipse', 'square', 'star', 'triangle')
+img_scale = (160, 160)
+crop_size = img_scale
+tiny_arch = dict(embed_dims=[32, 64, 128], depths=[1, 1, 2], num_heads=[1, 2, 4])
+head_channels = 64
+
+data_preprocessor = dict(size=crop_size)
+model = dict(
+    data_preprocessor=data_preprocessor,
+    backbone=dict(
+        arch=dict(_delete_=True, **tiny_arch),
+        drop_path_rate=0.,
+        init_cfg=None),
+    decode_head=dict(in_channels=tiny_arch['embed_dims'], channels=head_channels,
+                     num_classes=len(classes)),
+    auxiliary_head=dict(in_channels=tiny_arch['embed_dims'][2], channels=head_channels,
+                        num_classes=len(classes)))
+
+# ADE20KDataset only accepts ADE's 150 class names; the toy classes go through its base class
+# with the same file layout and label convention (reduce_zero_label).
+dataset = dict(type='BaseSegDataset', data_root=data_root, img_suffix='.jpg',
+               seg_map_suffix='.png', reduce_zero_label=True, metainfo=dict(classes=classes))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=img_scale, ratio_range=(0.8, 1.25), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=8, num_workers=1,
+    dataset=dict(_delete_=True, **dataset, pipeline=train_pipeline,
+                 data_prefix=dict(img_path='images/training',
+                                  seg_map_path='annotations/training')))
+val_dataloader = dict(
+    batch_size=4, num_workers=1,
+    dataset=dict(_delete_=True, **dataset, pipeline=test_pipeline,
+                 data_prefix=dict(img_path='images/validation',
+                                  seg_map_path='annotations/validation')))
+test_dataloader = val_dataloader
+
+# Schedule: AdamW at a high lr, short warmup, linear decay; evaluate once at the end.
+max_iters = 1000
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=50, end=max_iters, by_epoch=False),
+]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=max_iters, max_keep_ckpts=1))

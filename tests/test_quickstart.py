@@ -1,0 +1,75 @@
+"""tools/quickstart.py end to end on a minuscule setting: every stage runs and leaves its
+artifacts. Learning quality is measured in docs/quickstart.md, not asserted here."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO_ROOT / 'tools' / 'quickstart.py'
+TOY_CONFIGS = sorted((REPO_ROOT / 'configs' / 'toy').glob('*.py'))
+
+# A few images, one iteration per stage (the batch is larger than each training set).
+TINY = ['--num-train', '4', '--num-val', '2', '--cls-per-class', '2',
+        '--pretrain-epochs', '1', '--det-epochs', '1']
+
+
+def _tiny_run(tmp_path, *extra):
+    work_dir = tmp_path / 'qs'
+    argv = [sys.executable, str(QUICKSTART), '--work-dir', str(work_dir),
+            '--data-root', str(tmp_path / 'toy'), *TINY, *extra]
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work_dir, result.stdout
+
+
+def test_quickstart_end_to_end(tmp_path):
+    work_dir, stdout = _tiny_run(tmp_path)
+
+    summary = json.loads((work_dir / 'metrics.json').read_text())
+    # Pretraining left a classifier checkpoint and the detector started from it.
+    pretrained = work_dir / 'pretrain' / 'cvt_tiny_cls_toy.pth'
+    assert pretrained.is_file()
+    assert Path(summary['pretrained']) == pretrained
+    assert 'accuracy/top1' in summary['pretrain_metrics']
+    # The detector was trained, checkpointed and evaluated with COCO bbox and segm metrics.
+    assert Path(summary['detection_checkpoint']).is_file()
+    metrics = summary['detection_metrics']
+    assert {'coco/bbox_mAP_50', 'coco/segm_mAP_50'} <= set(metrics)
+    # Predictions were drawn.
+    drawn = list((work_dir / 'vis').glob('*.jpg'))
+    assert drawn, 'no visualisation written'
+    # The summary and the pointer to the real config were printed.
+    assert 'bbox AP50' in stdout and 'segm AP50' in stdout
+    assert 'tools/train.py configs/cvt13_maskrcnn_coco.py' in stdout
+
+
+@pytest.mark.parametrize('config', TOY_CONFIGS, ids=lambda path: path.name)
+def test_toy_configs_inherit_the_real_ones(config):
+    """Each toy config derives from a real config (directly or through another toy one)."""
+    from mmengine.config import Config
+
+    text = config.read_text()
+    assert "_base_ = ['../cvt13_" in text or "_base_ = ['./cvt_tiny_" in text
+    cfg = Config.fromfile(str(config))
+    assert cfg.model.backbone.type == 'CvT'
+    assert isinstance(cfg.model.backbone.arch, dict)
+
+
+def test_set_epochs_keeps_the_schedule_shape():
+    spec = importlib.util.spec_from_file_location('quickstart', QUICKSTART)
+    quickstart = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quickstart)
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(REPO_ROOT / 'configs/toy/cvt_tiny_maskrcnn_toy.py'))
+    quickstart.set_epochs(cfg, 1)
+    assert cfg.train_cfg.max_epochs == 1
+    assert cfg.default_hooks.checkpoint.interval == 1
+    assert all(s.get('end', 1) <= 1 for s in cfg.param_scheduler if s.get('by_epoch', True))
