@@ -15,7 +15,7 @@ TOY_CONFIGS = sorted((REPO_ROOT / 'configs' / 'toy').glob('*.py'))
 
 # A few images, one iteration per stage (the batch is larger than each training set).
 TINY = ['--num-train', '4', '--num-val', '2', '--cls-per-class', '2',
-        '--pretrain-epochs', '1', '--det-epochs', '1']
+        '--pretrain-epochs', '1', '--det-epochs', '1', '--threads', '1']
 
 
 def _tiny_run(tmp_path, *extra):

@@ -27,7 +27,7 @@ model and runs it, so peak RSS (``ru_maxrss``) is that model's alone; the proces
 torch, OMP and MKL alike. The load average before and after each section is recorded, since a
 shared CPU inflates every number.
 
-    python tools/benchmark.py                          # everything (~20 min on 2 cores)
+    python tools/benchmark.py                          # everything (~15 min on 2 cores)
     python tools/benchmark.py --sections cls dense     # some sections
     python tools/benchmark.py --quick --out /tmp/b.md  # tiny models and sizes, a smoke test
 
@@ -50,6 +50,7 @@ from typing import Callable, Dict, List, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MARK_START, MARK_END = '<!-- results:start -->', '<!-- results:end -->'
+STATE_START, STATE_END = '<!-- tables as data (lets --sections rerun a part): ', ' -->'
 TINY_ARCH = dict(embed_dims=[16, 32, 48], depths=[1, 2, 3], num_heads=[1, 2, 3])
 DETECTORS = {
     'CvT-13': str(REPO_ROOT / 'configs' / 'cvt13_maskrcnn_coco.py'),
@@ -65,11 +66,11 @@ def settings(quick: bool) -> dict:
         return dict(arch=TINY_ARCH, cls_batch=2, cls_size=64, dense_long_sides=[160],
                     dense_size=(96, 160), train_size=(96, 160), det_size=(128, 224),
                     compile_dense_size=(64, 96), det_thresholds=('config',), repeats=1,
-                    warmup=1)
+                    cls_repeats=1, warmup=1)
     return dict(arch='13', cls_batch=16, cls_size=224,
                 dense_long_sides=[224, 448, 640, 896, 1120, 1333], dense_size=(800, 1333),
                 train_size=(800, 1333), det_size=(800, 1333), compile_dense_size=(800, 1333),
-                det_thresholds=('config', 'thr0'), repeats=5, warmup=1)
+                det_thresholds=('config', 'thr0'), repeats=5, cls_repeats=10, warmup=1)
 
 
 # =============================================================================== workers
@@ -332,6 +333,10 @@ def run_worker(job_json: str) -> None:
 
 
 # ============================================================================ orchestration
+def markdown_row(cells) -> str:
+    return '| ' + ' | '.join(str(cell).replace('|', '\\|') for cell in cells) + ' |'
+
+
 class Bench:
     """Runs workers in subprocesses and collects rendered tables."""
 
@@ -375,7 +380,8 @@ class Bench:
     # ------------------------------------------------------------------ sections
     def run_cls(self):
         c = self.cfg
-        r = self.spawn('cls', batch=c['cls_batch'], size=c['cls_size'])
+        r = self.spawn('cls', batch=c['cls_batch'], size=c['cls_size'],
+                       repeats=self.args.repeats or c['cls_repeats'])
         if r is None:
             return
         self.raw['cls'] = r
@@ -388,14 +394,15 @@ class Bench:
             median = statistics.median(r['times'][key])
             throughput = c['cls_batch'] / median
             gflops = 2 * r['macs_per_image'] * throughput / 1e9
-            rows.append([label, f'{median * 1000:.0f}', f'{throughput:.1f}',
+            rows.append([label, f'{median * 1000:.0f}', f"{min(r['times'][key]) * 1000:.0f}",
+                         f'{throughput:.1f}',
                          f'{hf_median / median:.2f}x', f'{gflops:.0f}',
                          f'{100 * gflops / peak:.0f}%',
                          '-' if key == 'hf' else f"{r['diffs'][key]:.1e}"])
         self.add_table(
             f"Classification, CvT-{self.arch_name()} {c['cls_size']}x{c['cls_size']} batch "
             f"{c['cls_batch']}, eval, fp32, {self.args.threads} threads",
-            ['model', 'ms / batch (median)', 'img/s', 'vs HF', 'GFLOP/s',
+            ['model', 'ms / batch (median)', 'best', 'img/s', 'vs HF', 'GFLOP/s',
              'of matmul peak', 'max |logit diff| vs HF'], rows,
             [f"{r['macs_per_image'] / 1e9:.2f} GMACs per image (attention included); "
              f"GFLOP/s = 2 x MACs x img/s.",
@@ -404,7 +411,8 @@ class Bench:
              f"after the runs; the larger is used.",
              f"Same weights (HF random init, randomised norms and biases, converted); cvt_mm "
              f"with HF's exact GELU. Logits reach {r['logit_scale']:.1f} in magnitude.",
-             f"{c['repeats']} interleaved repeats after {c['warmup']} warm-up."])
+             f"{len(r['times']['hf'])} interleaved repeats after {c['warmup']} warm-up; "
+             "img/s, ratio and GFLOP/s from the medians."])
 
     def run_compile(self):
         c = self.cfg
@@ -638,19 +646,21 @@ class Bench:
             lines.insert(0, '**--quick smoke test: tiny model and sizes, numbers meaningless.**')
         return lines
 
-    def merged_sections(self, json_path: Path) -> Dict[str, dict]:
-        """This run's sections, plus earlier runs' other sections (same --quick, threads), so
-        that sections can be re-measured one at a time on a busy machine."""
+    def merged_sections(self, previous_text: str) -> Dict[str, dict]:
+        """This run's sections, plus the other sections of the results already in ``--out``
+        (same --quick and threads), so that sections can be re-measured one at a time on a
+        busy machine. The tables are kept in a comment of the results block."""
         merged = {}
-        if json_path.exists():
+        if STATE_START in previous_text:
             try:
-                previous = json.loads(json_path.read_text())
+                state = json.loads(previous_text.split(STATE_START, 1)[1].split(STATE_END)[0])
             except ValueError:
-                previous = {}
-            if (previous.get('quick') == self.args.quick
-                    and previous.get('threads') == self.args.threads):
-                merged.update(previous.get('sections', {}))
-        merged.update(self.sections)
+                state = {}
+            if (state.get('quick') == self.args.quick
+                    and state.get('threads') == self.args.threads):
+                merged.update(state.get('sections', {}))
+        merged.update({name: {key: value for key, value in section.items() if key != 'raw'}
+                       for name, section in self.sections.items()})
         return {name: merged[name] for name in SECTIONS if name in merged}
 
     def render_markdown(self, sections: Dict[str, dict]) -> str:
@@ -662,9 +672,9 @@ class Bench:
             out.append(f"<!-- section {name}: {section['started']}, "
                        f"{section['minutes']:.1f} min -->")
             for title, columns, rows, notes in section['tables']:
-                out += [f'### {title}', '', '| ' + ' | '.join(columns) + ' |',
+                out += [f'### {title}', '', markdown_row(columns),
                         '|' + '---|' * len(columns)]
-                out += ['| ' + ' | '.join(row) + ' |' for row in rows]
+                out += [markdown_row(row) for row in rows]
                 notes = list(notes) + [
                     f"Measured {section['started']} ({section['minutes']:.1f} min); load "
                     f"average (1 min) {load_before:.1f} before, {load_after:.1f} after."]
@@ -675,7 +685,9 @@ class Bench:
                     except ValueError:
                         rel = str(self.args.plot)
                     out += [f'![latency and peak RSS against input size]({rel})', '']
-        out.append(MARK_END)
+        state = json.dumps(dict(quick=self.args.quick, threads=self.args.threads,
+                                sections=sections), separators=(',', ':'))
+        out += [STATE_START + state.replace('--', '-\\u002d') + STATE_END, MARK_END]
         return '\n'.join(out)
 
     def write(self) -> None:
@@ -691,10 +703,8 @@ class Bench:
                     table.add_row(*row)
                 console.print(table)
         path = self.args.out
-        json_path = path.with_suffix('.json')
-        sections = self.merged_sections(json_path)
-        results = self.render_markdown(sections)
         text = path.read_text() if path.exists() else ''
+        results = self.render_markdown(self.merged_sections(text))
         if MARK_START in text and MARK_END in text:
             head, rest = text.split(MARK_START, 1)
             text = head + results + rest.split(MARK_END, 1)[1]
@@ -702,9 +712,11 @@ class Bench:
             text = '# Benchmarks\n\n' + results + '\n'
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        json_path.write_text(json.dumps(dict(quick=self.args.quick, threads=self.args.threads,
-                                             sections=sections), indent=1, default=str))
-        console.print(f'wrote {path} (raw numbers: {json_path})')
+        console.print(f'wrote {path}')
+        if self.args.json:
+            self.args.json.write_text(json.dumps(
+                {name: section.get('raw') for name, section in self.sections.items()},
+                indent=1, default=str))
 
 
 def parse_args(argv=None):
@@ -719,6 +731,7 @@ def parse_args(argv=None):
     parser.add_argument('--plot', type=Path,
                         help='PNG of time and memory against input size '
                              '(default: benchmark_sizes.png next to --out)')
+    parser.add_argument('--json', type=Path, help='also write the raw measurements here')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)

@@ -16,9 +16,9 @@ _base_ = ['../cvt13_maskrcnn_coco.py']
 data_root = 'data/toy/coco/'
 classes = ('circle', 'ellipse', 'square', 'star', 'triangle')  # make_toy_data.SHAPE_CLASSES
 img_scale = (160, 160)
-tiny_arch = dict(embed_dims=[32, 64, 128], depths=[1, 1, 2], num_heads=[1, 2, 4])
+tiny_arch = dict(embed_dims=[48, 96, 192], depths=[1, 2, 2], num_heads=[1, 2, 4])
 neck_channels = 64
-pretrained = 'work_dirs/quickstart/pretrain/cls_toy.pth'
+pretrained = 'work_dirs/quickstart/pretrain/cvt_tiny_cls_toy.pth'
 
 model = dict(
     backbone=dict(
@@ -63,7 +63,7 @@ test_pipeline = [
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
 train_dataloader = dict(
-    batch_size=8, num_workers=1,
+    batch_size=4, num_workers=1,
     dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline,
                  filter_cfg=dict(filter_empty_gt=True, min_size=8)))
 val_dataloader = dict(
@@ -74,12 +74,12 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
 # Schedule: a high AdamW lr after a short warmup, a step near the end; evaluate once at the end.
-max_epochs = 12
+max_epochs = 8
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
-         milestones=[max_epochs - 2], gamma=0.1),
+         milestones=[max_epochs - 1], gamma=0.1),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 default_hooks = dict(

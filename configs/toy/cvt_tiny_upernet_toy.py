@@ -3,15 +3,14 @@
 #
 # Changed from the real config: data (toy root, classes, image size, a plain resize + flip
 # pipeline), model width and depth (a small CvT `arch` through the same code path, narrower
-# UperNet and auxiliary heads), the schedule, and the backbone init: random by default,
-# so that the config runs on its own; to start from the toy classifier that
-# tools/quickstart.py pretrains, add
-#   --cfg-options model.backbone.init_cfg.type=Pretrained \
-#       model.backbone.init_cfg.checkpoint=work_dirs/quickstart/pretrain/cvt_tiny_cls_toy.pth \
-#       model.backbone.init_cfg.prefix=backbone.
+# UperNet and auxiliary heads) and the schedule. Like the real config, the backbone starts
+# from a classifier: the toy one that tools/quickstart.py (`make demo`) pretrains. Measured
+# (docs/quickstart.md):
 #
-#   python tools/make_toy_data.py --tasks ade
+#   python tools/make_toy_data.py --tasks ade --num-train 600 --num-val 60 --image-size 160
 #   python tools/train.py configs/toy/cvt_tiny_upernet_toy.py
+#   python tools/train.py configs/toy/cvt_tiny_upernet_toy.py \
+#       --cfg-options model.backbone.init_cfg=None          # from scratch instead
 _base_ = ['../cvt13_upernet_ade20k.py']
 
 data_root = 'data/toy/ade/ADEChallengeData2016'
@@ -19,8 +18,9 @@ data_root = 'data/toy/ade/ADEChallengeData2016'
 classes = ('background', 'circle', 'ellipse', 'square', 'star', 'triangle')
 img_scale = (160, 160)
 crop_size = img_scale
-tiny_arch = dict(embed_dims=[32, 64, 128], depths=[1, 1, 2], num_heads=[1, 2, 4])
+tiny_arch = dict(embed_dims=[48, 96, 192], depths=[1, 2, 2], num_heads=[1, 2, 4])
 head_channels = 64
+pretrained = 'work_dirs/quickstart/pretrain/cvt_tiny_cls_toy.pth'
 
 data_preprocessor = dict(size=crop_size)
 model = dict(
@@ -28,7 +28,7 @@ model = dict(
     backbone=dict(
         arch=dict(_delete_=True, **tiny_arch),
         drop_path_rate=0.,
-        init_cfg=None),
+        init_cfg=dict(checkpoint=pretrained)),
     decode_head=dict(in_channels=tiny_arch['embed_dims'], channels=head_channels,
                      num_classes=len(classes)),
     auxiliary_head=dict(in_channels=tiny_arch['embed_dims'][2], channels=head_channels,

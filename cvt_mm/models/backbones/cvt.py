@@ -148,8 +148,9 @@ class ConvAttention(BaseModule):
             'linear' (no spatial projection).
         fuse_kv_conv: with 'dw_bn', run k's and v's depthwise convs as one conv with 2C
             outputs (see ``_conv_kv``). Same parameters and arithmetic; off by default because
-            oneDNN, PyTorch's CPU conv backend, has no fast kernel for it (measured 3-25x slower
-            than the two depthwise convs it replaces, docs/benchmarks.md).
+            oneDNN, PyTorch's CPU conv backend, has no fast kernel for a grouped conv with two
+            outputs per group (it measured several times slower than the two depthwise convs
+            it replaces while this was developed).
     """
 
     def __init__(self, embed_dims: int, num_heads: int, with_cls_token: bool,
@@ -303,8 +304,9 @@ class Mlp(nn.Sequential):
 
         The hidden activations, 4x wider than the tokens, are the largest tensors of the
         network, and with narrow tokens (C = 64, 192) the MLP is memory-bound. In chunks they
-        stay in cache and one buffer is reused instead of page-faulting fresh ones: the MLP
-        runs 1.3-2x faster at C = 64 and 192 (docs/benchmarks.md). Dropouts are identities.
+        stay in cache and one buffer is reused instead of page-faulting fresh ones (the
+        activation's share of the forward halves against HF's, docs/benchmarks.md's profile).
+        Dropouts are identities.
         """
         flat = x.reshape(-1, x.shape[-1])
         out = torch.empty_like(flat)
