@@ -156,14 +156,16 @@ def set_epochs(cfg, epochs):
                 {max(1, min(epochs - 1, round(m * epochs / old))) for m in scheduler.milestones})
 
 
-def stage_config(config_path, work_dir, name, args):
+def stage_config(config_path, work_dir, name, args, data_root, epochs):
     """A toy config prepared as tools/train.py would (cvt_mm.tools_common.load_config), plus:
-    the toy data root, the seed, one evaluation after training (run by this script rather
-    than the train loop) and a visualizer/logger named after the stage, since several Runners
-    share this process."""
+    the toy data root, the seed, the number of epochs, one evaluation after training (run by
+    this script rather than the train loop) and a visualizer/logger named after the stage,
+    since several Runners share this process."""
     from cvt_mm.tools_common import load_config
 
     cfg = load_config(str(config_path), work_dir=work_dir)
+    point_data_root(cfg, data_root)
+    set_epochs(cfg, epochs)
     cfg.randomness = dict(seed=args.seed, deterministic=False)
     cfg.experiment_name = f'{name}_{time.strftime("%Y%m%d_%H%M%S")}'
     cfg.visualizer.name = cfg.experiment_name
@@ -188,10 +190,8 @@ def pretrain(args, work_dir):
     """Train the toy classifier; returns (weights file, val metrics)."""
     from cvt_mm.tools_common import build_runner
 
-    cfg = stage_config(PRETRAIN_CONFIG, osp.join(work_dir, 'pretrain'), 'pretrain', args)
-    point_data_root(cfg, osp.join(args.data_root, 'imagenet'))
-    set_epochs(cfg, args.pretrain_epochs)
-    cfg.train_cfg.val_interval = 10**9
+    cfg = stage_config(PRETRAIN_CONFIG, osp.join(work_dir, 'pretrain'), 'pretrain', args,
+                       osp.join(args.data_root, 'imagenet'), args.pretrain_epochs)
     runner = build_runner(cfg)
     runner.train()
     metrics = runner.val()
@@ -213,10 +213,8 @@ def detect(args, work_dir, pretrained):
     from cvt_mm.tools_common import build_runner
 
     config = DETECTION_CONFIG if pretrained else SCRATCH_CONFIG
-    cfg = stage_config(config, osp.join(work_dir, 'maskrcnn'), 'maskrcnn', args)
-    point_data_root(cfg, osp.join(args.data_root, 'coco') + '/')
-    set_epochs(cfg, args.det_epochs)
-    cfg.train_cfg.val_interval = 10**9
+    cfg = stage_config(config, osp.join(work_dir, 'maskrcnn'), 'maskrcnn', args,
+                       osp.join(args.data_root, 'coco') + '/', args.det_epochs)
     if pretrained:
         cfg.model.backbone.init_cfg.checkpoint = pretrained
     # Draw every test image: ground truth on the left, predictions on the right.
