@@ -7,6 +7,7 @@ from mmpretrain.registry import MODELS
 import cvt_mm  # noqa: F401
 from cvt_mm.models.backbones.cvt import CvT
 from cvt_mm.models.classifier import cvt_classifier_cfg
+from cvt_mm.models.weight_conversion import convert_state_dict
 from cvt_mm.parity import build_hf_and_cvt_mm, compare_with_hf
 
 
@@ -54,3 +55,38 @@ def test_parameter_counts_match_the_paper(arch, expected):
     with torch.device('meta'):  # W24 would take >1 GB of real memory
         model = MODELS.build(cvt_classifier_cfg(arch, 1000))
     assert sum(p.numel() for p in model.parameters()) == expected
+
+
+def test_training_mode_gradients_match_hf():
+    """Training runs other code than inference (batch-statistics BN, no chunked MLP, autograd
+    through the fused k/v path): its loss and every parameter gradient must match HF's."""
+    hf_model, ours = build_hf_and_cvt_mm(TINY_ARCH, 7, seed=1)
+    for model in (hf_model, ours):
+        model.train()
+        for module in model.modules():  # stochastic depth and dropout off on both sides
+            if hasattr(module, 'drop_prob'):
+                module.drop_prob = 0.
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.
+    images, labels = torch.randn(4, 3, 64, 64), torch.tensor([0, 3, 5, 6])
+    hf_loss = torch.nn.functional.cross_entropy(hf_model(images).logits, labels)
+    our_loss = torch.nn.functional.cross_entropy(ours(images, mode='tensor'), labels)
+    hf_loss.backward()
+    our_loss.backward()
+    torch.testing.assert_close(our_loss, hf_loss, rtol=1e-5, atol=1e-6)
+
+    hf_grads = convert_state_dict(
+        {name: param.grad for name, param in hf_model.named_parameters()})
+    compared = 0
+    for name, param in ours.named_parameters():
+        # A bias added to every key shifts all of a query's logits equally: softmax cancels
+        # it, so its true gradient is zero and both sides hold only rounding noise.
+        if name.endswith('proj_k.bias') or name.endswith('conv_proj_k.bn.bias'):
+            continue
+        scale = hf_grads[name].norm()
+        if scale == 0:  # e.g. the last block's patch-token queries: only the cls token is read
+            assert param.grad is None or not param.grad.any(), name
+            continue
+        assert (param.grad - hf_grads[name]).norm() / scale < 1e-3, name
+        compared += 1
+    assert compared > 50

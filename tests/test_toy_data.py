@@ -86,6 +86,27 @@ def test_scene_masks_are_visible_parts_and_colour_contrasts():
     assert all(0 <= label < NUM_CLASSES for label, _ in instances)
 
 
+@pytest.mark.parametrize('name', toy.SHAPE_CLASSES)
+def test_each_class_pattern_has_its_kind(name):
+    label, colour = toy.SHAPE_CLASSES.index(name), np.array([30., 200., 120.])
+    fill = toy.class_pattern(np.random.default_rng(0), label, colour, 64, 64)
+    colours, counts = np.unique(fill.reshape(-1, 3), axis=0, return_counts=True)
+    assert any((fill_colour == colour).all() for fill_colour in colours)
+    if toy.CLASS_PATTERNS[name] == 'flat':
+        assert len(colours) == 1
+    else:  # two colours, far enough apart to see, each covering a real share of the patch
+        assert len(colours) == 2 and np.abs(colours[0] - colours[1]).min() >= 50
+        assert counts.min() >= 0.1 * fill.shape[0] * fill.shape[1]
+
+
+def test_only_the_ade_scenes_are_patterned_and_denser():
+    assert not toy.SCENE_LAYOUTS['coco']['patterned'] and toy.SCENE_LAYOUTS['ade']['patterned']
+    assert set(toy.CLASS_PATTERNS) == set(toy.SHAPE_CLASSES)
+    assert len(set(toy.CLASS_PATTERNS.values())) == NUM_CLASSES
+    low, _ = toy.SCENE_LAYOUTS['ade']['objects_per_image']
+    assert low > toy.SCENE_LAYOUTS['coco']['objects_per_image'][0]
+
+
 def test_shape_classes_are_alphabetical_so_folder_scans_agree_with_meta_files():
     assert list(toy.SHAPE_CLASSES) == sorted(toy.SHAPE_CLASSES)
     assert len(set(toy.SHAPE_CLASSES)) == NUM_CLASSES >= 3
@@ -105,6 +126,13 @@ def test_main_skips_finished_sets_and_force_regenerates(tmp_path, capsys):
     assert image.read_bytes() == b'edited'
     toy.main(args + ['--force'])
     assert image.read_bytes() == original
+    # A set drawn by an older version of the tool is kept, with a hint to regenerate it.
+    marker = tmp_path / 'coco' / toy.COMPLETION_MARKER
+    recorded = json.loads(marker.read_text())
+    marker.write_text(json.dumps(dict(recorded, drawing_version=toy.DRAWING_VERSION - 1)))
+    capsys.readouterr()
+    toy.main(args)
+    assert 'older version' in capsys.readouterr().out and image.read_bytes() == original
 
 
 def test_main_refuses_directories_it_did_not_create(tmp_path, capsys):
@@ -165,7 +193,7 @@ def test_ade_label_maps_match_images_and_use_valid_ids(toy_root, folder, num_ima
         assert 1 in values and len(values) >= 2
     # The first map must be exactly the regenerated scene under the documented id mapping.
     split = 'train' if folder == 'training' else 'val'
-    _, instances = toy.detection_scene(0, 'ade', split, 0, IMAGE_SIZE)
+    _, instances = toy.multi_object_scene(0, 'ade', split, 0, IMAGE_SIZE)
     expected = np.ones((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     for label, visible in instances:
         expected[visible] = label + 2

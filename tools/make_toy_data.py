@@ -8,8 +8,16 @@ Every image shows shapes from ``SHAPE_CLASSES`` on a random textured background.
 drawn independently of the class (only contrast with the background is enforced), so a model
 has to learn geometry. Later shapes are drawn over earlier ones; masks always describe the
 *visible* part, and placements that would hide more than 40% of an earlier shape are retried.
+
 Each image has its own random stream keyed by (seed, task, split, index), so the output depends
 only on ``--seed`` and the first N images do not change when a set is made larger.
+
+The ADE set differs in two ways, both for per-pixel labelling (docs/quickstart.md has the
+measurements): its scenes are denser (``SEGMENTATION_*``: more shapes, so that the shape
+classes are not a small minority of the pixels), and each class fills its shape with its own
+pattern (``CLASS_PATTERNS``: flat, stripes, checks, dots, speckle; colours, scale and angle
+random), as ADE20K's classes have their own textures. With flat fills, a pixel deep inside a
+shape can only be classified from the outline far away, and a small UperNet learns that slowly.
 
 Layouts and label conventions:
 
@@ -48,6 +56,17 @@ DETECTION_OBJECTS_PER_IMAGE = (1, 4)
 # Shape sizes are the diameter of the circle the shape is inscribed in, as a fraction of the
 # shorter image side; large enough for a tiny detector to learn in minutes on a CPU.
 DETECTION_OBJECT_SIZE = (0.15, 0.45)
+SEGMENTATION_OBJECTS_PER_IMAGE = (4, 8)  # shapes cover ~27% of the pixels (detection: ~11%)
+SEGMENTATION_OBJECT_SIZE = (0.2, 0.45)
+# ADE set only: each class's fill pattern (see class_pattern).
+CLASS_PATTERNS = dict(circle='flat', ellipse='stripes', square='checks', star='dots',
+                      triangle='speckle')
+SCENE_LAYOUTS = {  # the multi-object sets' compose_scene arguments
+    'coco': dict(objects_per_image=DETECTION_OBJECTS_PER_IMAGE,
+                 size_range=DETECTION_OBJECT_SIZE, patterned=False),
+    'ade': dict(objects_per_image=SEGMENTATION_OBJECTS_PER_IMAGE,
+                size_range=SEGMENTATION_OBJECT_SIZE, patterned=True),
+}
 CLASSIFICATION_OBJECT_SIZE = (0.45, 0.85)
 CLASSIFICATION_IMAGE_SIDE = (64, 96)
 MIN_VISIBLE_FRACTION = 0.6  # an occluder may hide at most 40% of an earlier shape
@@ -56,6 +75,8 @@ MIN_COLOUR_DISTANCE = 90.0  # RGB distance between a shape and the background be
 PLACEMENT_ATTEMPTS = 20
 JPEG_QUALITY = 92
 COMPLETION_MARKER = '.toy_data.json'  # written by main() beside each finished set
+# Recorded in that marker: bump when the drawing changes, so that older sets are reported.
+DRAWING_VERSION = 2  # 2: patterned, denser ADE scenes
 
 # Separate random streams per task and split, so e.g. COCO and ADE scenes are not copies.
 TASK_STREAMS = {'coco': 1, 'ade': 2, 'imagenet': 3}
@@ -114,6 +135,29 @@ def textured_background(rng, height, width):
     return canvas
 
 
+def class_pattern(rng, label, colour, height, width):
+    """HxWx3 fill for shape class `label`: its own pattern kind, random colours, scale, angle."""
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle, period = rng.uniform(0, np.pi), rng.uniform(5, 9)
+    u = (cols * np.cos(angle) + rows * np.sin(angle)) / period
+    v = (-cols * np.sin(angle) + rows * np.cos(angle)) / period
+    kind = CLASS_PATTERNS[SHAPE_CLASSES[label]]
+    if kind == 'flat':
+        weight = np.zeros_like(u)
+    elif kind == 'stripes':
+        weight = (np.sin(2 * np.pi * u) > 0).astype(np.float32)
+    elif kind == 'checks':
+        weight = ((np.floor(u) + np.floor(v)) % 2).astype(np.float32)
+    elif kind == 'dots':
+        weight = (((u % 1) - 0.5) ** 2 + ((v % 1) - 0.5) ** 2 < 0.09).astype(np.float32)
+    else:  # 'speckle': random 2x2-pixel blocks
+        weight = (rng.random(((height + 1) // 2, (width + 1) // 2)) < 0.5).astype(np.float32)
+        weight = np.kron(weight, np.ones((2, 2), np.float32))[:height, :width]
+    # Step each channel towards mid-grey, so that the second colour never clips onto the first.
+    second = colour + np.where(colour < 128, 1, -1) * rng.uniform(50, 90, 3)
+    return colour * (1 - weight[..., None]) + second * weight[..., None]
+
+
 def contrasting_colour(rng, nearby_colours):
     """A random colour (independent of the class) far from every colour in `nearby_colours`."""
     best_colour, best_distance = None, -1.0
@@ -127,12 +171,13 @@ def contrasting_colour(rng, nearby_colours):
     return best_colour
 
 
-def compose_scene(rng, height, width, labels, size_range):
+def compose_scene(rng, height, width, labels, size_range, patterned=False):
     """Draw shapes `labels` in order on a random background; later shapes occlude earlier ones.
 
     Returns the uint8 HxWx3 image and a list of (label, visible_mask) for the annotated shapes.
     Visible masks are disjoint. A shape that cannot be placed without hiding too much of an
-    earlier one is left out rather than drawn unannotated.
+    earlier one is left out rather than drawn unannotated. With `patterned`, a shape is filled
+    with its class's pattern (`class_pattern`) instead of one colour.
     """
     background = textured_background(rng, height, width)
     canvas = background.copy()
@@ -153,7 +198,10 @@ def compose_scene(rng, height, width, labels, size_range):
         # overlapping shapes never merge into one silhouette.
         colour = contrasting_colour(
             rng, [background[mask].mean(axis=0)] + [colour for *_, colour in placed])
-        canvas[mask] = colour
+        if patterned:
+            canvas[mask] = class_pattern(rng, label, colour, height, width)[mask]
+        else:
+            canvas[mask] = colour
         for instance in placed:
             instance[1] &= ~mask
         placed.append([int(label), mask, int(mask.sum()), colour])
@@ -164,12 +212,14 @@ def compose_scene(rng, height, width, labels, size_range):
                    if visible.sum() >= MIN_VISIBLE_PIXELS]
 
 
-def detection_scene(seed, task, split, index, image_size):
-    """A square multi-object scene as used by both the COCO and the ADE sets."""
+def multi_object_scene(seed, task, split, index, image_size):
+    """A square scene of several shapes, with the COCO or the ADE set's counts and sizes."""
     rng = image_rng(seed, task, split, index)
-    low, high = DETECTION_OBJECTS_PER_IMAGE
+    layout = SCENE_LAYOUTS[task]
+    low, high = layout['objects_per_image']
     labels = rng.integers(0, len(SHAPE_CLASSES), size=int(rng.integers(low, high + 1)))
-    return compose_scene(rng, image_size, image_size, labels, DETECTION_OBJECT_SIZE)
+    return compose_scene(rng, image_size, image_size, labels, layout['size_range'],
+                         layout['patterned'])
 
 
 def write_image(path, image, jpeg=True):
@@ -194,7 +244,7 @@ def make_coco(out_dir, num_train=300, num_val=60, image_size=256, seed=0):
     for split, num_images in (('train', num_train), ('val', num_val)):
         images, annotations = [], []
         for index in range(num_images):
-            image, instances = detection_scene(seed, 'coco', split, index, image_size)
+            image, instances = multi_object_scene(seed, 'coco', split, index, image_size)
             image_id = index + 1
             file_name = f'{image_id:012d}.jpg'
             write_image(root / f'{split}2017' / file_name, image)
@@ -226,7 +276,7 @@ def make_ade(out_dir, num_train=300, num_val=60, image_size=256, seed=0):
     for split, folder, num_images in (('train', 'training', num_train),
                                       ('val', 'validation', num_val)):
         for index in range(num_images):
-            image, instances = detection_scene(seed, 'ade', split, index, image_size)
+            image, instances = multi_object_scene(seed, 'ade', split, index, image_size)
             label_map = np.full(image.shape[:2], ADE_BACKGROUND_VALUE, np.uint8)
             for label, visible in instances:
                 label_map[visible] = ADE_BACKGROUND_VALUE + 1 + label
@@ -296,8 +346,11 @@ def main(argv=None):
             print(f'{task:9s} skipped: {root} exists but was not made by this tool')
             continue
         if recorded is not None and recorded.get('complete') and not args.force:
-            note = '' if recorded['params'] == params else (
-                f' with other parameters {recorded["params"]}; use --force to regenerate')
+            note = ''
+            if recorded['params'] != params:
+                note = f' with other parameters {recorded["params"]}; use --force to regenerate'
+            elif recorded.get('drawing_version') != DRAWING_VERSION:
+                note = ' drawn by an older version of this tool; use --force to regenerate'
             print(f'{task:9s} skipped: {root} already exists{note}')
             continue
         if recorded is not None:  # ours, and either unfinished or being forced
@@ -307,7 +360,8 @@ def main(argv=None):
         marker.write_text(json.dumps(dict(complete=False, params=params)))
         start = time.perf_counter()
         summary = generate(root, **params)
-        marker.write_text(json.dumps(dict(complete=True, params=params)))
+        marker.write_text(json.dumps(dict(complete=True, params=params,
+                                          drawing_version=DRAWING_VERSION)))
         print(f'{task:9s} {summary} -> {root} ({time.perf_counter() - start:.1f} s)')
 
 
