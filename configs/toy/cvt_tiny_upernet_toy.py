@@ -6,7 +6,7 @@
 # pipeline), model width and depth (a small CvT `arch` through the same code path, narrower
 # UperNet and auxiliary heads) and the schedule. Like the real config, the backbone starts
 # from a classifier: the toy one that tools/quickstart.py (`make demo`) pretrains. Measured
-# (docs/quickstart.md: mIoU 50.3% after 2,000 iterations, 60.0% after 3,000):
+# (docs/quickstart.md: mIoU 50-53% after 2,000 iterations, 60-64% after 3,000):
 #
 #   make demo     # leaves work_dirs/quickstart/pretrain/cvt_tiny_cls_toy.pth
 #   python tools/make_toy_data.py --tasks ade --num-train 600 --num-val 60 --image-size 160
