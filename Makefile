@@ -1,7 +1,8 @@
-# Entry points for people and CI. `make test` and `make demo` set the environment up first.
+# Entry points for people and CI. `make test`, `make lint` and `make demo` set the environment
+# up first.
 PYTHON := .venv/bin/python
 
-.PHONY: env test demo clean-env
+.PHONY: env test lint demo clean-env
 
 # Creates .venv/ (torch, mmcv built with CPU ops and cached, mmdet, mmseg, mmpretrain, cvt_mm).
 env:
@@ -9,6 +10,10 @@ env:
 
 test: env
 	$(PYTHON) -m pytest tests
+
+# ruff, configured in pyproject.toml.
+lint: env
+	$(PYTHON) -m ruff check .
 
 # The mission in small on toy data: pretrain a CvT classifier, train Mask R-CNN from it,
 # evaluate with COCO metrics and draw predictions (see README).

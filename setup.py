@@ -1,9 +1,13 @@
-"""cvt_mm: the CvT backbone for mmpretrain, mmdet and mmsegmentation."""
+"""cvt_mm: the CvT backbone for mmpretrain, mmdet and mmseg."""
+import shutil
+import sys
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 ROOT = Path(__file__).parent
+# What mim and `cvt_mm.apis.config_dir()` look for inside an installed (non-editable) package.
+MIM_FILES = ('configs', 'model-index.yml')
 
 
 def read_version():
@@ -12,6 +16,23 @@ def read_version():
     return namespace['__version__']
 
 
+def add_mim_extension():
+    """Copy the configs and the model index into cvt_mm/.mim for a wheel or a plain install,
+    as OpenMMLab packages do; an editable install reads them from the checkout instead."""
+    if not {'install', 'bdist_wheel', 'sdist', 'build'} & set(sys.argv):
+        return
+    mim_root = ROOT / 'cvt_mm' / '.mim'
+    shutil.rmtree(mim_root, ignore_errors=True)
+    mim_root.mkdir()
+    for name in MIM_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, mim_root / name)
+        elif source.is_file():
+            shutil.copy(source, mim_root / name)
+
+
+add_mim_extension()
 setup(
     name='cvt_mm',
     version=read_version(),
@@ -21,31 +42,38 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['cvt_mm', 'cvt_mm.*']),
+    include_package_data=True,
+    package_data={'cvt_mm': ['.mim/model-index.yml', '.mim/configs/**/*.py',
+                             '.mim/configs/**/*.yml', '.mim/configs/**/*.md']},
+    # Ranges the project is known to work with; tools/setup_env.sh installs the combination
+    # that CI tests (docs/install.md).
     install_requires=[
-        # The versions known to work together on torch 2.14 (see docs/install.md).
         'torch>=2.1',
         'torchvision',
-        'mmengine==0.10.7',
-        'mmcv>=2.0.0,<2.2.0',  # mmdet 3.3.0 and mmseg 1.2.2 refuse mmcv>=2.2
-        'mmdet==3.3.0',
-        'mmsegmentation==1.2.2',
-        'mmpretrain==1.2.0',
+        'mmengine>=0.10.3,<0.11',
+        'mmcv>=2.0.0,<2.2.0',  # mmdet 3.3 and mmseg 1.2 refuse mmcv>=2.2
+        'mmdet>=3.3.0,<3.4',
+        'mmsegmentation>=1.2.2,<1.3',
+        'mmpretrain>=1.2.0,<1.3',
         'numpy<2',  # mmcv 2.1 / mmdet 3.3 / mmpretrain 1.2 predate numpy 2
         'setuptools<81',  # mmengine imports pkg_resources at run time
+        'model-index',  # reads the metafiles for mmpretrain's model hub (cvt_mm.apis)
         'pycocotools',
         'safetensors',
         'ftfy',  # imported by mmseg without being declared
         'regex',  # imported by mmseg without being declared
-        'rich',
-        'matplotlib',
     ],
     extras_require={
+        # The command lines' progress bars, tables and plots (tools/).
+        'tools': ['rich', 'matplotlib'],
         'tests': [
             'pytest',
             'pytest-xdist',
+            'ruff>=0.6',
             # Reference implementation for parity tests; 4.49+ breaks `import mmpretrain.models`.
-            'transformers==4.48.3',
+            'transformers>=4.40,<4.49',
         ],
-        'docs': ['transformers==4.48.3'],
+        # tools/check_parity.py, which writes docs/parity.md's numbers.
+        'docs': ['transformers>=4.40,<4.49'],
     },
 )

@@ -4,8 +4,8 @@ A backbone is registered in each task library's MODELS registry (mmpretrain, mmd
 a config in any of those scopes finds ``type='CvT'`` after ``custom_imports=['cvt_mm']``.
 Activations go to mmengine's root MODELS registry, which every scope falls back to.
 """
-from mmengine.registry import MODELS as ROOT_MODELS
 from mmdet.registry import MODELS as MMDET_MODELS
+from mmengine.registry import MODELS as ROOT_MODELS
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from mmseg.registry import MODELS as MMSEG_MODELS
 

@@ -12,6 +12,7 @@
     python tools/check_parity.py
     python tools/check_parity.py --official-repo /path/to/CvT
 """
+import _cli  # noqa: F401,I001  (first: quiets known third-party start-up notices)
 import argparse
 import collections.abc
 import sys
@@ -25,9 +26,9 @@ from rich.table import Table
 
 import cvt_mm  # noqa: F401
 from cvt_mm.models.backbones.cvt import CvT
-from cvt_mm.models.classifier import cvt_classifier_cfg
+from cvt_mm.apis import classifier_cfg
 from cvt_mm.models.weight_conversion import convert_state_dict
-from cvt_mm.parity import build_hf_and_cvt_mm, compare_with_hf, randomize_norms
+from cvt_mm.testing import build_hf_and_cvt_mm, compare_with_hf, randomize_norms
 
 SIZES = [(224, 224), (131, 97), (384, 384)]
 
@@ -58,7 +59,7 @@ def official_model(repo: str, arch: dict, seed: int):
 @torch.no_grad()
 def compare_with_official(repo: str, arch: dict, sizes, seed: int = 0):
     official = official_model(repo, arch, seed)
-    ours = MODELS.build(cvt_classifier_cfg(arch, 1000))  # default act: QuickGELU, as official
+    ours = MODELS.build(classifier_cfg(arch, 1000))  # default act: QuickGELU, as official
     ours.load_state_dict(convert_state_dict(official.state_dict()), strict=True)
     ours.eval()
     rows = []

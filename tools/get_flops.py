@@ -5,6 +5,7 @@ Examples:
     python tools/get_flops.py --arch w24 --shape 384
     python tools/get_flops.py configs/cvt13_maskrcnn_coco.py --shape 800 1333   # backbone+neck
 """
+import _cli  # noqa: F401,I001  (first: quiets known third-party start-up notices)
 import argparse
 
 import torch
@@ -15,7 +16,7 @@ from rich.table import Table
 
 import cvt_mm  # noqa: F401  (registers CvT)
 from cvt_mm.analysis import count_macs
-from cvt_mm.models.classifier import cvt_classifier_cfg
+from cvt_mm.apis import classifier_cfg
 
 
 def parse_args():
@@ -33,7 +34,7 @@ def build(args):
     """The model and the part of it that is measured (whole classifier, or backbone+neck)."""
     if args.config is None:
         init_default_scope('mmpretrain')
-        model = MODELS.build(cvt_classifier_cfg(args.arch, args.num_classes))
+        model = MODELS.build(classifier_cfg(args.arch, args.num_classes))
         return model, model, f'CvT-{args.arch} classifier'
     cfg = Config.fromfile(args.config)
     cfg.model.pop('init_cfg', None)

@@ -3,8 +3,9 @@
 
     python tools/quickstart.py [--work-dir work_dirs/quickstart] [--seed 0] [--skip-pretrain]
 
-1. generates the toy data sets if absent (tools/make_toy_data.py: ImageNet-style classification
-   and COCO-style instance segmentation, under --data-root, default data/toy);
+1. generates the toy data sets if absent (cvt_mm.datasets, as tools/make_toy_data.py does:
+   ImageNet-style classification and COCO-style instance segmentation, under --data-root,
+   default data/toy);
 2. pretrains a tiny CvT classifier on the toy classification set (mmpretrain,
    configs/toy/cvt_tiny_cls_toy.py);
 3. starts a CvT Mask R-CNN from that checkpoint and trains it on the toy COCO set (mmdet,
@@ -14,22 +15,26 @@
 5. prints a summary and the command that trains the real CvT-13 Mask R-CNN on COCO.
 
 Every stage is an mmengine Runner built from the toy config, as tools/train.py builds it
-(cvt_mm.tools_common). The toy configs inherit the real ones and change only data, image size,
+(cvt_mm.engine). The toy configs inherit the real ones and change only data, image size,
 model size, sample counts and schedule. Measured numbers: docs/quickstart.md.
 """
+import _cli  # noqa: F401,I001  (first: quiets known third-party start-up notices)
 import argparse
 import json
 import os
 import os.path as osp
 import shutil
-import sys
 import time
 from pathlib import Path
 
+import torch
+from _cli import quiet_runner_logger
+from mmengine.config import DictAction
+
+from cvt_mm.datasets import ensure_toy_set
+from cvt_mm.engine import build_runner, enable_visualization, load_config
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / 'tools'))  # make_toy_data
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # cvt_mm, when the package is not installed
 
 PRETRAIN_CONFIG = REPO_ROOT / 'configs/toy/cvt_tiny_cls_toy.py'
 DETECTION_CONFIG = REPO_ROOT / 'configs/toy/cvt_tiny_maskrcnn_toy.py'
@@ -53,8 +58,6 @@ with COCO laid out as mmdet expects:
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-
     parser = argparse.ArgumentParser(
         description='Pretrain a tiny CvT on toy shapes, train Mask R-CNN from it, evaluate '
         'and draw the predictions (CPU, minutes).')
@@ -88,7 +91,7 @@ def parse_args(argv=None):
 
 # ----------------------------------------------------------------------------- data
 # The toy sets the quickstart was measured with (docs/quickstart.md): small scenes (objects of
-# 24-72 px), and more single-shape images than make_toy_data's default for the pretraining.
+# 24-72 px), and more single-shape images than the generator's default for the pretraining.
 QUICKSTART_DATA = dict(
     coco=dict(num_train=600, num_val=60, image_size=160),
     imagenet=dict(train_per_class=1000, val_per_class=20),
@@ -110,31 +113,21 @@ def data_params(args):
 
 def prepare_data(args):
     """Generate the classification and COCO toy sets under --data-root unless present with the
-    same parameters. A set this tool made with other parameters is regenerated; a directory it
-    did not make is never touched."""
-    import make_toy_data
-
+    same parameters. A set made by the generator with other parameters is regenerated; a
+    directory it did not make is never touched."""
     for task, params in data_params(args).items():
-        root = Path(args.data_root) / task
-        marker = root / make_toy_data.COMPLETION_MARKER
-        recorded = json.loads(marker.read_text()) if marker.is_file() else None
-        if recorded and recorded.get('complete') and recorded.get('params') == params:
-            print(f'{task:9s} toy data present: {root}')
-            continue
-        if root.exists() and any(root.iterdir()) and recorded is None:
-            raise SystemExit(f'{root} exists but was not made by tools/make_toy_data.py; '
+        outcome = ensure_toy_set(args.data_root, task, params)
+        if outcome.action == 'refused':
+            raise SystemExit(f'{outcome.root} exists but was not made by tools/make_toy_data.py; '
                              'pass another --data-root')
-        if recorded is not None:
-            print(f'{task:9s} regenerating {root}: made with {recorded.get("params")}, '
-                  f'the quickstart uses {params}')
-        if task == 'coco':
-            argv = ['--num-train', params['num_train'], '--num-val', params['num_val'],
-                    '--image-size', params['image_size']]
+        if outcome.action == 'kept' and outcome.outdated == 'params':
+            print(f'{task:9s} regenerating {outcome.root}: made with {outcome.recorded_params}, '
+                  f'the quickstart uses {outcome.params}')
+            outcome = ensure_toy_set(args.data_root, task, params, force=True)
+        if outcome.action == 'kept':
+            print(f'{task:9s} toy data present: {outcome.root}')
         else:
-            argv = ['--cls-train-per-class', params['train_per_class'],
-                    '--cls-val-per-class', params['val_per_class']]
-        make_toy_data.main([str(a) for a in ['--out', args.data_root, '--seed', params['seed'],
-                                             '--tasks', task, '--force', *argv]])
+            print(outcome.message, flush=True)
 
 
 # ----------------------------------------------------------------------------- configs
@@ -157,12 +150,10 @@ def set_epochs(cfg, epochs):
 
 
 def stage_config(config_path, work_dir, name, args, data_root, epochs):
-    """A toy config prepared as tools/train.py would (cvt_mm.tools_common.load_config), plus:
+    """A toy config prepared as tools/train.py would (cvt_mm.engine.load_config), plus:
     the toy data root, the seed, the number of epochs, one evaluation after training (run by
     this script rather than the train loop) and a visualizer/logger named after the stage,
     since several Runners share this process."""
-    from cvt_mm.tools_common import load_config
-
     cfg = load_config(str(config_path), work_dir=work_dir)
     point_data_root(cfg, data_root)
     set_epochs(cfg, epochs)
@@ -188,16 +179,13 @@ def point_data_root(cfg, root):
 # ----------------------------------------------------------------------------- stages
 def pretrain(args, work_dir):
     """Train the toy classifier; returns (weights file, val metrics)."""
-    from cvt_mm.tools_common import build_runner
-
     cfg = stage_config(PRETRAIN_CONFIG, osp.join(work_dir, 'pretrain'), 'pretrain', args,
                        osp.join(args.data_root, 'imagenet'), args.pretrain_epochs)
-    runner = build_runner(cfg)
+    runner = quiet_runner_logger(build_runner(cfg))
     runner.train()
     metrics = runner.val()
-    # A stable name for the detector's init_cfg (and for configs/toy/cvt_tiny_maskrcnn_toy.py).
+    # A stable name for the detector's init_cfg (the toy configs' toy_pretrained points here).
     weights = osp.join(work_dir, 'pretrain', PRETRAINED_NAME)
-    import torch
     torch.save(dict(meta=dict(config=osp.basename(PRETRAIN_CONFIG), seed=args.seed),
                     state_dict=runner.model.state_dict()), weights)
     return weights, metrics
@@ -210,21 +198,19 @@ def find_earlier_pretrained(work_dir):
 
 def detect(args, work_dir, pretrained):
     """Train Mask R-CNN from ``pretrained`` (None: from scratch), evaluate, draw."""
-    from cvt_mm.tools_common import build_runner
-
     config = DETECTION_CONFIG if pretrained else SCRATCH_CONFIG
     cfg = stage_config(config, osp.join(work_dir, 'maskrcnn'), 'maskrcnn', args,
                        osp.join(args.data_root, 'coco') + '/', args.det_epochs)
     if pretrained:
         cfg.model.backbone.init_cfg.checkpoint = pretrained
-    # Draw every test image: ground truth on the left, predictions on the right.
+    # Draw every test image: ground truth on the left, predictions on the right. Absolute, so
+    # that mmdet does not put it under <work_dir>/<timestamp>/.
     vis_dir = osp.abspath(osp.join(work_dir, 'vis'))
     shutil.rmtree(vis_dir, ignore_errors=True)
-    cfg.default_hooks.visualization.draw = True
-    cfg.default_hooks.visualization.test_out_dir = vis_dir  # absolute: not under a timestamp
+    enable_visualization(cfg, vis_dir)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    runner = build_runner(cfg)
+    runner = quiet_runner_logger(build_runner(cfg))
     start = time.perf_counter()
     runner.train()
     train_time = time.perf_counter() - start
@@ -236,8 +222,6 @@ def detect(args, work_dir, pretrained):
 
 def main(argv=None):
     args = parse_args(argv)
-    import torch
-
     # One compute thread per core: on an idle 2-core machine the toy classifier's step is 1.4x
     # and the detector's 1.1x faster with 2 threads than with 1 (the loader worker's decoding
     # is light). When other jobs share the CPU, --threads 1 is the robust choice: spinning

@@ -3,29 +3,27 @@
 # configs/toy/cvt_tiny_cls_toy.py. tools/quickstart.py runs pretraining and this config.
 #
 # Changed from the real config: data (toy root and classes), image size, model width and depth
-# (a small CvT `arch` through the same code path, narrower FPN and heads, a mask head with two
+# (the tiny CvT `arch` of ./_base_/toy_shapes.py, narrower FPN and heads, a mask head with two
 # convs, anchors sized for the toy objects), per-image sample counts (RPN/R-CNN samplers,
 # proposals) and the schedule. Everything else (Mask R-CNN, FPN on CvT's three stages with the
 # extra levels, AdamW without decay on norms and the cls token, COCO bbox+segm metrics) is
 # inherited.
 #
+#   python tools/train.py configs/toy/cvt_tiny_maskrcnn_toy.py   # from the quickstart's classifier
 #   python tools/train.py configs/toy/cvt_tiny_maskrcnn_toy.py \
-#       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/quickstart/pretrain/epoch_N.pth
-_base_ = ['../cvt13_maskrcnn_coco.py']
+#       --cfg-options model.backbone.init_cfg.checkpoint=OTHER_CLASSIFIER.pth
+_base_ = ['../cvt13_maskrcnn_coco.py', './_base_/toy_shapes.py']
 
 data_root = 'data/toy/coco/'
-classes = ('circle', 'ellipse', 'square', 'star', 'triangle')  # make_toy_data.SHAPE_CLASSES
 img_scale = (160, 160)
-tiny_arch = dict(embed_dims=[48, 96, 192], depths=[1, 2, 2], num_heads=[1, 2, 4])
 neck_channels = 64
-pretrained = 'work_dirs/quickstart/pretrain/cvt_tiny_cls_toy.pth'
 
 model = dict(
     backbone=dict(
-        arch=dict(_delete_=True, **tiny_arch),
+        arch=dict(_delete_=True, **_base_.toy_arch),
         drop_path_rate=0.,
-        init_cfg=dict(checkpoint=pretrained)),
-    neck=dict(in_channels=tiny_arch['embed_dims'], out_channels=neck_channels),
+        init_cfg=dict(checkpoint=_base_.toy_pretrained)),
+    neck=dict(in_channels=_base_.toy_arch.embed_dims, out_channels=neck_channels),
     rpn_head=dict(
         in_channels=neck_channels, feat_channels=neck_channels,
         # Toy objects are 15-45% of the image side: anchors of 16..256 px at strides 4..64.
@@ -35,10 +33,10 @@ model = dict(
         # time of a step (most of it in RoIAlign's backward).
         bbox_roi_extractor=dict(out_channels=neck_channels, roi_layer=dict(sampling_ratio=2)),
         bbox_head=dict(in_channels=neck_channels, fc_out_channels=256,
-                       num_classes=len(classes)),
+                       num_classes=len(_base_.toy_classes)),
         mask_roi_extractor=dict(out_channels=neck_channels, roi_layer=dict(sampling_ratio=2)),
         mask_head=dict(in_channels=neck_channels, conv_out_channels=neck_channels, num_convs=2,
-                       num_classes=len(classes))),
+                       num_classes=len(_base_.toy_classes))),
     train_cfg=dict(
         rpn=dict(sampler=dict(num=128)),
         rpn_proposal=dict(nms_pre=500, max_per_img=200),
@@ -47,7 +45,7 @@ model = dict(
         rpn=dict(nms_pre=500, max_per_img=100),
         rcnn=dict(max_per_img=20)))
 
-metainfo = dict(classes=classes)
+metainfo = dict(classes=_base_.toy_classes)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
@@ -73,7 +71,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
-# Schedule: a high AdamW lr after a short warmup, a step near the end; evaluate once at the end.
+# Schedule: a high AdamW lr after a short warmup, a step near the end (the best of the
+# schedules tried; trial log: docs/quickstart.md); evaluate once at the end.
 max_epochs = 8
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [

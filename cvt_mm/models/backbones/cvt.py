@@ -149,8 +149,7 @@ class ConvAttention(BaseModule):
         fuse_kv_conv: with 'dw_bn', run k's and v's depthwise convs as one conv with 2C
             outputs (see ``_conv_kv``). Same parameters and arithmetic; off by default because
             oneDNN, PyTorch's CPU conv backend, has no fast kernel for a grouped conv with two
-            outputs per group (it measured several times slower than the two depthwise convs
-            it replaces while this was developed).
+            outputs per group.
     """
 
     def __init__(self, embed_dims: int, num_heads: int, with_cls_token: bool,
@@ -406,23 +405,70 @@ def stage_drop_path_rates(drop_path_rate, depths: Sequence[int]) -> List[List[fl
 class CvT(BaseModule):
     """CvT backbone.
 
+    A PyTorch implementation of `CvT: Introducing Convolutions to Vision Transformers
+    <https://arxiv.org/abs/2103.15808>`_ (Wu et al., ICCV 2021), modified from the official
+    code (https://github.com/microsoft/CvT, ``lib/models/cls_cvt.py``), whose checkpoints it
+    loads after conversion (``tools/convert_checkpoint.py``).
+
     Args:
-        arch: '13', '21', 'w24' or a dict with ``embed_dims``, ``depths`` and ``num_heads``
-            (one entry per stage) and optionally ``drop_path_rates``.
-        in_channels: image channels.
-        out_type: 'cls_token' (classification) or 'featmap' (dense prediction).
-        out_indices: stages to output (0-based; negative counts from the end). With
-            'cls_token' only the last stage, which carries the cls token, can be output.
-        drop_path_rate: None for the arch's official per-stage rates; a float for a rate
-            rising linearly over all blocks; a per-stage sequence for the official scheme.
-        out_norm: in 'featmap' mode, apply a LayerNorm to each output map (as mmdet's Swin).
-        frozen_stages: freeze the first ``frozen_stages`` stages (parameters and BN statistics).
-        norm_eval: keep the projections' BatchNorms in eval mode during training.
-        with_cp: gradient checkpointing per block, trading compute for memory.
-        attn_method: 'dw_bn', 'avg' or 'linear' (the official projection methods).
-        act_cfg: MLP activation; QuickGELU is official, ``dict(type='GELU')`` matches HF.
-        fuse_kv_conv: run each block's k and v depthwise convs as one conv with 2C outputs
-            (``ConvAttention``); same results, slower with PyTorch's CPU (oneDNN) kernels.
+        arch (str | dict): CvT architecture. A str selects one of the official variants in
+            :attr:`arch_zoo` ('13', '21', 'w24'). A dict has one entry per stage for:
+
+            - **embed_dims** (List[int]): The token width of each stage.
+            - **depths** (List[int]): The number of blocks of each stage.
+            - **num_heads** (List[int]): The number of attention heads of each stage.
+            - **drop_path_rates** (List[float], optional): The maximum stochastic depth rate
+              of each stage (the official scheme), used when ``drop_path_rate`` is None.
+
+            Defaults to '13'.
+        in_channels (int): The number of input image channels. Defaults to 3.
+        out_type (str): 'cls_token' returns the last stage's cls token after the final
+            LayerNorm (classification); 'featmap' returns NCHW maps at strides 4, 8 and 16
+            (dense prediction). Defaults to 'cls_token'.
+        out_indices (int | Sequence[int]): The stages to output, 0-based; negative values
+            count from the end. With 'cls_token' only the last stage, which carries the cls
+            token, can be output. Defaults to -1.
+        mlp_ratio (float): The ratio of the MLP's hidden width to the token width.
+            Defaults to 4.
+        qkv_bias (bool): Whether the q, k and v linear projections have a bias.
+            Defaults to True.
+        with_cls_token (Sequence[bool], optional): Whether each stage carries a cls token.
+            None gives the official layout, a cls token in the last stage only.
+            Defaults to None.
+        attn_method (str): The spatial projection before q/k/v's linear layers: 'dw_bn'
+            (depthwise conv + BatchNorm, the official default), 'avg' (q unprojected, k/v
+            average pooled) or 'linear' (none). Defaults to 'dw_bn'.
+        kernel_size (int): The kernel size of the q/k/v projections. Defaults to 3.
+        stride_q (int): The stride of q's projection. Defaults to 1.
+        stride_kv (int): The stride of k's and v's projections; 2 shortens the keys 4x.
+            Defaults to 2.
+        padding_q (int): The padding of q's projection. Defaults to 1.
+        padding_kv (int): The padding of k's and v's projections. Defaults to 1.
+        drop_rate (float): The dropout rate after the attention and MLP projections.
+            Defaults to 0.
+        attn_drop_rate (float): The dropout rate of the attention weights. Defaults to 0.
+        drop_path_rate (float | Sequence[float], optional): Stochastic depth. None takes the
+            arch's official per-stage rates; a float rises linearly over all blocks of the
+            network (the Swin / mmdet convention); a sequence gives each stage its own maximum,
+            rising linearly within the stage (the official scheme). Defaults to None.
+        act_cfg (dict): The MLP activation. QuickGELU is the official one; ``dict(type='GELU')``
+            reproduces Hugging Face's ``CvtModel``. Defaults to ``dict(type='QuickGELU')``.
+        norm_cfg (dict): The token norm layers. Defaults to ``dict(type='LN', eps=1e-5)``.
+        out_norm (bool): With 'featmap', apply a LayerNorm to each output map, as mmdet's Swin
+            does. Defaults to True.
+        frozen_stages (int): Freeze the first ``frozen_stages`` stages (parameters and BN
+            statistics); 0 freezes nothing. Defaults to 0.
+        norm_eval (bool): Keep the projections' BatchNorms in eval mode during training
+            (frozen statistics, as for small detection batches). Defaults to False.
+        with_cp (bool): Gradient checkpointing per block: less memory, more compute.
+            Defaults to False.
+        fuse_kv_conv (bool): Run each block's k and v depthwise convs as one grouped conv
+            with 2C outputs. Same parameters and results; off by default because PyTorch's
+            CPU conv backend (oneDNN) has no fast kernel for that grouping, where the two
+            depthwise convs it replaces have one. Defaults to False.
+        init_cfg (dict | List[dict], optional): The initialization config. None gives the
+            official init: truncated-normal Linear layers (std 0.02) and unit norms, convs with
+            PyTorch's defaults, cls tokens truncated-normal. Defaults to None.
 
     Speed (docs/benchmarks.md): attention through ``scaled_dot_product_attention`` (no
     attention matrix), BNs folded into the depthwise convs in eval mode (``switch_to_deploy``
@@ -475,7 +521,7 @@ class CvT(BaseModule):
                 dict(type='Constant', layer=['LayerNorm', 'BatchNorm2d'], val=1., bias=0.),
             ]
         super().__init__(init_cfg)
-        self.arch_settings = self._parse_arch(arch)
+        self.arch_settings = self.parse_arch(arch)
         embed_dims = self.arch_settings['embed_dims']
         depths = self.arch_settings['depths']
         num_heads = self.arch_settings['num_heads']
@@ -535,13 +581,15 @@ class CvT(BaseModule):
         self.out_norm = out_norm and out_type == 'featmap'
         self._freeze_stages()
 
-    def _parse_arch(self, arch: Union[str, dict]) -> dict:
+    @classmethod
+    def parse_arch(cls, arch: Union[str, dict]) -> dict:
+        """The settings dict of ``arch`` (a name in :attr:`arch_zoo` or a dict), validated."""
         if isinstance(arch, str):
             key = arch.lower()
-            if key not in self.arch_zoo:
+            if key not in cls.arch_zoo:
                 raise ValueError(f'unknown CvT arch {arch!r}; choose from '
-                                 f'{sorted(self.arch_zoo)} or pass a dict')
-            return copy.deepcopy(self.arch_zoo[key])
+                                 f'{sorted(cls.arch_zoo)} or pass a dict')
+            return copy.deepcopy(cls.arch_zoo[key])
         required = {'embed_dims', 'depths', 'num_heads'}
         if not isinstance(arch, dict) or not required <= set(arch):
             raise ValueError(f'a custom CvT arch must be a dict with keys {sorted(required)}, '

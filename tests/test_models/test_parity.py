@@ -1,14 +1,13 @@
 """Numerical parity with Hugging Face transformers' CvT, and the published parameter counts."""
 import pytest
 import torch
-from conftest import TINY_ARCH
 from mmpretrain.registry import MODELS
 
 import cvt_mm  # noqa: F401
+from cvt_mm.apis import classifier_cfg
 from cvt_mm.models.backbones.cvt import CvT
-from cvt_mm.models.classifier import cvt_classifier_cfg
 from cvt_mm.models.weight_conversion import convert_state_dict
-from cvt_mm.parity import build_hf_and_cvt_mm, compare_with_hf
+from cvt_mm.testing import TINY_ARCH, build_hf_and_cvt_mm, compare_with_hf
 
 
 @pytest.mark.parametrize('size', [(224, 224), (131, 97)])
@@ -40,7 +39,7 @@ def test_a_wrong_mapping_would_be_caught():
 
 def test_quick_gelu_is_the_default_and_differs_from_gelu():
     _, ours_gelu = build_hf_and_cvt_mm(TINY_ARCH, 5)
-    ours_quick = MODELS.build(cvt_classifier_cfg(TINY_ARCH, 5))
+    ours_quick = MODELS.build(classifier_cfg(TINY_ARCH, 5))
     ours_quick.load_state_dict(ours_gelu.state_dict())
     ours_quick.eval()
     x = torch.randn(2, 3, 64, 64)
@@ -53,7 +52,7 @@ def test_quick_gelu_is_the_default_and_differs_from_gelu():
     ('13', 19_997_480), ('21', 31_622_696), ('w24', 277_196_392)])
 def test_parameter_counts_match_the_paper(arch, expected):
     with torch.device('meta'):  # W24 would take >1 GB of real memory
-        model = MODELS.build(cvt_classifier_cfg(arch, 1000))
+        model = MODELS.build(classifier_cfg(arch, 1000))
     assert sum(p.numel() for p in model.parameters()) == expected
 
 

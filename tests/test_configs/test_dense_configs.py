@@ -1,33 +1,30 @@
 """The Mask R-CNN and UperNet configs: they build, train and validate, and load classifiers.
 
-The real configs are used as written. Runs on toy data (tools/make_toy_data.py, COCO and
+The real configs are used as written. Runs on toy data (cvt_mm.datasets.toy_shapes, COCO and
 ADE20K layouts) swap in a tiny CvT and scale every pipeline size down so that an iteration
 takes seconds on a CPU; the real CvT-13 Mask R-CNN runs once at a small image size.
-
-test_tools.py reuses the toy-data helpers below.
 """
-import copy
-import importlib
-import importlib.util
-import logging
 import math
-import uuid
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_ARCH, randomize_norms
-from mmengine.config import Config
+from helpers import (
+    TOY_IMAGE_SIZE,
+    LogCapture,
+    build_model,
+    load_repo_config,
+    make_toy_datasets,
+    task_registry,
+    toy_config,
+)
 from mmengine.dataset import Compose
-from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
 
-from cvt_mm.models.classifier import cvt_classifier_cfg
-from cvt_mm.tools_common import register_task_modules, task_scope
+from cvt_mm.apis import classifier_cfg
+from cvt_mm.engine import register_task_modules, task_scope
+from cvt_mm.testing import TINY_ARCH, randomize_norms
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO_ROOT / 'configs'
 DETECTION_CONFIGS = ('cvt13_maskrcnn_coco.py', 'cvt13_maskrcnn-3x_coco.py',
                      'cvt21_maskrcnn_coco.py')
 SEGMENTATION_CONFIGS = ('cvt13_upernet_ade20k.py', 'cvt21_upernet_ade20k.py')
@@ -40,141 +37,6 @@ EXPECTED_BACKBONES = {
     'cvt21_upernet_ade20k.py': ('21', 0.3, 'checkpoints/cvt21_in1k.pth'),
 }
 FPN_STRIDES = (4, 8, 16, 32, 64)  # mmdet's Mask R-CNN levels
-
-TOY_IMAGE_SIZE = 128
-TOY_NUM_TRAIN, TOY_NUM_VAL = 2, 2
-# The real pipelines resize to about 800 px (COCO) and crop 512 px (ADE20K); toy runs multiply
-# every pipeline size by these factors, keeping the pipelines' structure intact. UperNet's
-# 512-channel fusion convs at stride 4 dominate its cost, hence its 64-px crops.
-TOY_SIZE_FACTOR = {'mmdet': TOY_IMAGE_SIZE / 800, 'mmseg': 64 / 512}
-PIPELINE_SIZE_KEYS = ('scale', 'scales', 'crop_size')
-
-
-# ----------------------------------------------------------------------------- helpers
-def load_make_toy_data():
-    # tools/ is not a package, so import the script by path.
-    path = REPO_ROOT / 'tools' / 'make_toy_data.py'
-    spec = importlib.util.spec_from_file_location('make_toy_data', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-toy_data = load_make_toy_data()
-
-
-def make_toy_datasets(root: Path) -> Path:
-    """COCO at <root>/coco and ADE20K at <root>/ade/ADEChallengeData2016, as the configs expect
-    under data/."""
-    toy_data.make_coco(root / 'coco', num_train=TOY_NUM_TRAIN, num_val=TOY_NUM_VAL,
-                       image_size=TOY_IMAGE_SIZE, seed=0)
-    toy_data.make_ade(root / 'ade', num_train=TOY_NUM_TRAIN, num_val=TOY_NUM_VAL,
-                      image_size=TOY_IMAGE_SIZE, seed=0)
-    return root
-
-
-def load_repo_config(name: str) -> Config:
-    cfg = Config.fromfile(CONFIG_DIR / name)
-    register_task_modules(task_scope(cfg))
-    return cfg
-
-
-def task_registry(cfg: Config, name: str):
-    return getattr(importlib.import_module(f'{task_scope(cfg)}.registry'), name)
-
-
-def build_model(cfg: Config):
-    return task_registry(cfg, 'MODELS').build(cfg.model)
-
-
-def scale_sizes(node, factor: float):
-    """Multiply every image size in a pipeline config tree by ``factor`` (in place)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in PIPELINE_SIZE_KEYS:
-                node[key] = scale_size(value, factor)
-            else:
-                scale_sizes(value, factor)
-    elif isinstance(node, list):
-        for value in node:
-            scale_sizes(value, factor)
-
-
-def scale_size(size, factor: float):
-    if isinstance(size, (int, float)):
-        return max(1, round(size * factor))
-    return type(size)(scale_size(value, factor) for value in size)
-
-
-def toy_config(cfg: Config, data_root: Path, arch=TINY_ARCH) -> Config:
-    """A copy of a real Mask R-CNN or UperNet config that trains one iteration on the toy data
-    under ``data_root`` (see make_toy_datasets) and then validates; ``arch=None`` keeps the
-    real backbone. Of the model only the backbone size, the class count (detection) and the
-    number of RoIs per image (detection) change; the heads keep their real widths."""
-    cfg = copy.deepcopy(cfg)
-    scope = task_scope(cfg)
-    model = cfg.model
-    if arch is not None:
-        model.backbone.arch = arch
-        widths = list(arch['embed_dims'])
-        if scope == 'mmdet':
-            model.neck.in_channels = widths
-        else:
-            model.decode_head.in_channels = widths
-            model.auxiliary_head.in_channels = widths[model.auxiliary_head.in_index]
-    model.backbone.init_cfg = None  # no checkpoint here: the backbone's own init
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].update(num_workers=0, persistent_workers=False)
-        scale_sizes(cfg[loader].dataset.pipeline, TOY_SIZE_FACTOR[scope])
-    cfg.train_dataloader.batch_size = TOY_NUM_TRAIN  # one iteration per epoch
-    if scope == 'mmdet':
-        coco_root = f'{data_root}/coco/'
-        classes = toy_data.SHAPE_CLASSES
-        model.roi_head.bbox_head.num_classes = len(classes)
-        model.roi_head.mask_head.num_classes = len(classes)
-        # Fewer RoIs for 128-px images with at most four objects: the RoI heads' cost grows
-        # with them (sampled RoIs in training, proposals and detections in testing); the mask
-        # head's four 256-channel convs per positive RoI dominate a training step.
-        model.train_cfg.rcnn.sampler.num = 16
-        model.test_cfg.rpn.max_per_img = 100
-        model.test_cfg.rcnn.max_per_img = 10
-        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-            # CocoDataset keeps only the categories named in its metainfo.
-            cfg[loader].dataset.update(data_root=coco_root, metainfo=dict(classes=classes))
-        for evaluator in ('val_evaluator', 'test_evaluator'):
-            cfg[evaluator].ann_file = f'{coco_root}annotations/instances_val2017.json'
-        cfg.train_cfg.max_epochs = 1
-    else:
-        # The toy label maps hold 0..5 after reduce_zero_label: a subset of ADE20K's classes.
-        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-            cfg[loader].dataset.data_root = f'{data_root}/ade/ADEChallengeData2016'
-        model.data_preprocessor.size = scale_size(model.data_preprocessor.size,
-                                                  TOY_SIZE_FACTOR[scope])
-        cfg.train_cfg.update(max_iters=1, val_interval=1)
-    # Runners built in one process must not share their logger, scope or visualizer, which
-    # mmengine looks up by name.
-    cfg.experiment_name = f'toy_{uuid.uuid4().hex}'
-    cfg.visualizer.name = cfg.experiment_name
-    return cfg
-
-
-class LogCapture(logging.Handler):
-    """Collects what mmengine logs through ``print_log(..., logger='current')``."""
-
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-    def __enter__(self):
-        self.logger = MMLogger.get_current_instance()
-        self.logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc_info):
-        self.logger.removeHandler(self)
 
 
 @pytest.fixture(scope='module')
@@ -341,7 +203,7 @@ def test_classification_checkpoint_initialises_dense_backbone(config_name, toy_d
                                                                tmp_path):
     register_task_modules('mmpretrain')
     from mmpretrain.registry import MODELS as CLASSIFIERS
-    classifier = randomize_norms(CLASSIFIERS.build(cvt_classifier_cfg(TINY_ARCH, 10)))
+    classifier = randomize_norms(CLASSIFIERS.build(classifier_cfg(TINY_ARCH, 10)))
     for stage in classifier.backbone.stages:
         if stage.cls_token is not None:
             torch.nn.init.normal_(stage.cls_token)  # not the zeros it starts as

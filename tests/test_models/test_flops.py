@@ -6,7 +6,7 @@ from mmpretrain.registry import MODELS
 
 import cvt_mm  # noqa: F401
 from cvt_mm.analysis import count_macs
-from cvt_mm.models.classifier import cvt_classifier_cfg
+from cvt_mm.apis import classifier_cfg
 
 
 def test_sdpa_matmuls_are_counted():
@@ -23,7 +23,7 @@ def test_sdpa_matmuls_are_counted():
     ('13', 224, 4.5), ('21', 224, 7.1), ('13', 384, 16.3), ('w24', 384, 193.2)])
 def test_gmacs_match_the_paper(arch, size, paper_gmacs):
     # Counting traces a real forward (meta tensors do not trace); W24 at 384 takes a few seconds.
-    model = MODELS.build(cvt_classifier_cfg(arch, 1000)).eval()
+    model = MODELS.build(classifier_cfg(arch, 1000)).eval()
     image = torch.zeros(1, 3, size, size)
     with torch.no_grad():
         gmacs = count_macs(model, (image,)).total() / 1e9

@@ -6,15 +6,16 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY_ARCH
+from helpers import TOOLS_DIR as TOOLS
+from helpers import load_repo_config, make_toy_datasets, toy_config
 from mmengine.config import Config
-from test_dense_configs import (REPO_ROOT, load_repo_config, make_toy_datasets, toy_config,
-                                toy_data)
 
-from cvt_mm import tools_common
-from cvt_mm.models.classifier import cvt_classifier_cfg
+from cvt_mm import engine
+from cvt_mm.apis import classifier_cfg
+from cvt_mm.datasets import toy_shapes
+from cvt_mm.engine import config as engine_config
+from cvt_mm.testing import TINY_ARCH
 
-TOOLS = REPO_ROOT / 'tools'
 # One tiny config per task library; the dense ones are the real configs made small.
 DENSE_CONFIGS = {'mmdet': 'cvt13_maskrcnn_coco.py', 'mmseg': 'cvt13_upernet_ade20k.py'}
 # Where each task's first run leaves its checkpoint, and what its test run reports.
@@ -77,13 +78,13 @@ def task_configs(tmp_path_factory):
     root = tmp_path_factory.mktemp('tool_configs')
     data_root = make_toy_datasets(root / 'data')
     imagenet_root = root / 'data' / 'imagenet'
-    toy_data.make_imagenet(imagenet_root, train_per_class=1, val_per_class=1, seed=0)
+    toy_shapes.make_imagenet(imagenet_root, train_per_class=1, val_per_class=1, seed=0)
 
     paths = {}
-    num_classes = len(toy_data.SHAPE_CLASSES)
+    num_classes = len(toy_shapes.SHAPE_CLASSES)
     paths['mmpretrain'] = root / 'classification.py'
     paths['mmpretrain'].write_text(CLASSIFICATION_CONFIG.format(
-        model=cvt_classifier_cfg(TINY_ARCH, num_classes), num_classes=num_classes,
+        model=classifier_cfg(TINY_ARCH, num_classes), num_classes=num_classes,
         root=str(imagenet_root)))
     for scope, config_name in DENSE_CONFIGS.items():
         paths[scope] = root / f'{scope}.py'
@@ -129,7 +130,7 @@ def test_test_prints_metrics_and_draws_predictions(scope, task_configs, trained,
     for metric in TEST_METRICS[scope]:
         assert re.search(rf'^{re.escape(metric)}: \d', output, re.MULTILINE), output[-3000:]
     drawn = list(show_dir.rglob('*.jpg')) + list(show_dir.rglob('*.png'))
-    num_test_images = len(toy_data.SHAPE_CLASSES) if scope == 'mmpretrain' else 2
+    num_test_images = len(toy_shapes.SHAPE_CLASSES) if scope == 'mmpretrain' else 2
     assert len(drawn) == num_test_images
 
 
@@ -152,30 +153,30 @@ def test_two_process_training_on_cpu(task_configs, tmp_path):
 def test_amp_refuses_cpu_clearly(monkeypatch):
     for device_check in ('is_cuda_available', 'is_npu_available', 'is_mlu_available',
                          'is_musa_available'):
-        monkeypatch.setattr(tools_common, device_check, lambda: False)
+        monkeypatch.setattr(engine_config, device_check, lambda: False)
     cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD'))))
     with pytest.raises(SystemExit, match='--amp needs a GPU'):
-        tools_common.enable_amp(cfg)
+        engine.enable_amp(cfg)
     assert cfg.optim_wrapper.type == 'OptimWrapper'
 
 
 def test_task_scope_comes_from_default_scope():
-    assert tools_common.task_scope(Config(dict(default_scope='mmseg'))) == 'mmseg'
+    assert engine.task_scope(Config(dict(default_scope='mmseg'))) == 'mmseg'
     with pytest.raises(ValueError, match='default_scope'):
-        tools_common.task_scope(Config(dict(default_scope='mmocr')))
+        engine.task_scope(Config(dict(default_scope='mmocr')))
 
 
 def test_resume_argument():
     cfg = Config(dict(resume=False, load_from=None))
-    tools_common.apply_resume(cfg, 'auto')
+    engine.apply_resume(cfg, 'auto')
     assert cfg.resume is True and cfg.load_from is None
-    tools_common.apply_resume(cfg, 'work/epoch_3.pth')
+    engine.apply_resume(cfg, 'work/epoch_3.pth')
     assert cfg.resume is True and cfg.load_from == 'work/epoch_3.pth'
 
 
 def test_sync_bn_replaced_for_cpu_processes():
     model = dict(decode_head=dict(norm_cfg=dict(type='SyncBN', requires_grad=True)),
                  auxiliary_head=[dict(norm_cfg=dict(type='SyncBN')), dict(type='FCNHead')])
-    assert tools_common.replace_sync_bn(model) == 2
+    assert engine.replace_sync_bn(model) == 2
     assert model['decode_head']['norm_cfg'] == dict(type='BN', requires_grad=True)
     assert model['auxiliary_head'][0]['norm_cfg']['type'] == 'BN'

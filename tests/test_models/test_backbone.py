@@ -4,10 +4,10 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
-from conftest import TINY_ARCH, randomize_norms
 
 import cvt_mm  # noqa: F401  (registers CvT)
 from cvt_mm.models.backbones.cvt import CvT, stage_drop_path_rates
+from cvt_mm.testing import TINY_ARCH, randomize_norms
 
 
 def tiny(**kwargs):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import TINY_ARCH
+from helpers import CONFIG_DIR
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
@@ -24,10 +24,9 @@ from PIL import Image
 from torchvision import transforms as T
 
 import cvt_mm  # noqa: F401  (registers CvT)
-from cvt_mm import checkpoint_io
+from cvt_mm import checkpoint
 from cvt_mm.models.backbones.cvt import CvT
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
+from cvt_mm.testing import TINY_ARCH
 
 # config -> (variant, evaluation resolution)
 CLASSIFICATION_CONFIGS = {
@@ -60,7 +59,9 @@ def _parsed_config(name: str) -> Config:
 
 
 def load_config(name: str) -> Config:
-    """A private copy of the parsed config (parsing resolves mmpretrain:: bases: slow)."""
+    """A private copy of the parsed config (parsing resolves mmpretrain:: bases: slow), with
+    mmpretrain as the default scope, whatever scope an earlier test left current."""
+    init_default_scope('mmpretrain')
     return copy.deepcopy(_parsed_config(name))
 
 
@@ -312,7 +313,7 @@ def tiny_imagenet_checkpoint(tmp_path_factory):
     src = root / 'tiny_classifier.pth'
     torch.save({'state_dict': classifier.state_dict()}, src)
     dst = root / 'cvt_tiny_in1k.pth'
-    checkpoint_io.convert_checkpoint(src, dst)
+    checkpoint.convert_checkpoint(src, dst)
     return dst
 
 

@@ -4,27 +4,18 @@
 * the fused k/v projection (one batched matmul; optionally one depthwise conv with 2C outputs)
   against the unfused arithmetic written out here, in train mode (BN batch statistics and
   running-stat updates, gradients) and in eval mode;
-* the chunked inference-time MLP;
-* ``tools/benchmark.py --quick`` end to end.
+* the chunked inference-time MLP.
 
 Timings are the benchmark's business (docs/benchmarks.md); nothing here is timed.
 """
 import copy
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from conftest import TINY_ARCH, randomize_norms
 
 from cvt_mm.models.backbones.cvt import ConvAttention, CvT, CvTBlock
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from cvt_mm.testing import TINY_ARCH, randomize_norms
 
 
 def tiny(**kwargs):
@@ -192,37 +183,3 @@ def test_compiled_backbone_matches_eager():
         expected = model(x)
         compiled = torch.compile(model)
         assert_outputs_close(expected, compiled(x), atol=1e-4)
-
-
-# ----------------------------------------------------------------------- benchmark script
-def test_benchmark_quick_runs_end_to_end(tmp_path):
-    out = tmp_path / 'bench.md'
-    out.write_text('# Title\n\nhand-written text\n\n<!-- results:start -->\nold\n'
-                   '<!-- results:end -->\n\ntrailing text\n')
-    env = dict(os.environ, PYTHONWARNINGS='ignore')
-    # All sections but compile (test_compiled_backbone_matches_eager covers it, and each
-    # compilation takes a minute); one thread, as each pytest worker has one core.
-    proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / 'tools' / 'benchmark.py'), '--quick', '--out', str(out),
-         '--threads', '1', '--json', str(tmp_path / 'raw.json'),
-         '--sections', 'cls', 'dense', 'train', 'det'],
-        cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = out.read_text()
-    assert 'hand-written text' in text and 'trailing text' in text and '\nold\n' not in text
-    for title in ('Classification', 'Backbone forward', 'Training step', 'Mask R-CNN'):
-        assert f'### {title}' in text, title
-    assert 'failed' not in proc.stderr
-    assert (tmp_path / 'benchmark_sizes.png').stat().st_size > 1000
-    raw = json.loads((tmp_path / 'raw.json').read_text())
-    assert raw['cls']['diffs']['cvt_mm'] < 1e-4
-    assert set(raw['det']) == {'CvT-13', 'Swin-T', 'R-50'}
-
-    # Re-running one section keeps the others' results.
-    proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / 'tools' / 'benchmark.py'), '--quick', '--out', str(out),
-         '--threads', '1', '--sections', 'cls'],
-        cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = out.read_text()
-    assert text.count('### Mask R-CNN') == 1 and text.count('### Classification') == 1

@@ -1,17 +1,22 @@
-"""tools/quickstart.py end to end on a minuscule setting: every stage runs and leaves its
-artifacts. Learning quality is measured in docs/quickstart.md, not asserted here."""
-import importlib.util
+"""tools/quickstart.py end to end on a minuscule setting (every stage runs and leaves its
+artifacts), and the toy configs it runs. Learning quality is measured in docs/quickstart.md,
+not asserted here."""
 import json
 import os
+import os.path as osp
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import quickstart
+from helpers import CONFIG_DIR, TOOLS_DIR
+from mmengine.config import Config
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO_ROOT / 'tools' / 'quickstart.py'
-TOY_CONFIGS = sorted((REPO_ROOT / 'configs' / 'toy').glob('*.py'))
+from cvt_mm.datasets import ADE_TOY_CLASSES, SHAPE_CLASSES
+
+QUICKSTART = TOOLS_DIR / 'quickstart.py'
+TOY_CONFIGS = sorted((CONFIG_DIR / 'toy').glob('*.py'))
 
 # A few images, one iteration per stage (the batch is larger than each training set).
 TINY = ['--num-train', '4', '--num-val', '2', '--cls-per-class', '2',
@@ -53,8 +58,6 @@ def test_quickstart_end_to_end(tmp_path):
 @pytest.mark.parametrize('config', TOY_CONFIGS, ids=lambda path: path.name)
 def test_toy_configs_inherit_the_real_ones(config):
     """Each toy config derives from a real config (directly or through another toy one)."""
-    from mmengine.config import Config
-
     text = config.read_text()
     assert "_base_ = ['../cvt13_" in text or "_base_ = ['./cvt_tiny_" in text
     cfg = Config.fromfile(str(config))
@@ -62,13 +65,32 @@ def test_toy_configs_inherit_the_real_ones(config):
     assert isinstance(cfg.model.backbone.arch, dict)
 
 
-def test_set_epochs_keeps_the_schedule_shape():
-    spec = importlib.util.spec_from_file_location('quickstart', QUICKSTART)
-    quickstart = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quickstart)
-    from mmengine.config import Config
+@pytest.mark.parametrize('config', TOY_CONFIGS, ids=lambda path: path.name)
+def test_toy_configs_name_the_generators_classes(config):
+    """The classes of configs/toy/_base_/toy_shapes.py, which cannot import them, are those the
+    toy data generator writes, and every class-sized part of each toy config follows them."""
+    cfg = Config.fromfile(str(config))
+    classes = ADE_TOY_CLASSES if cfg.default_scope == 'mmseg' else SHAPE_CLASSES
+    assert tuple(cfg.train_dataloader.dataset.metainfo.classes) == classes
+    assert tuple(cfg.val_dataloader.dataset.metainfo.classes) == classes
+    model = cfg.model
+    if cfg.default_scope == 'mmpretrain':
+        heads = [model.head, cfg.data_preprocessor]
+    elif cfg.default_scope == 'mmdet':
+        heads = [model.roi_head.bbox_head, model.roi_head.mask_head]
+    else:
+        heads = [model.decode_head, model.auxiliary_head]
+    assert [head.num_classes for head in heads] == [len(classes)] * len(heads)
 
-    cfg = Config.fromfile(str(REPO_ROOT / 'configs/toy/cvt_tiny_maskrcnn_toy.py'))
+
+def test_toy_pretrained_checkpoint_is_where_the_quickstart_leaves_it():
+    base = Config.fromfile(str(CONFIG_DIR / 'toy/_base_/toy_shapes.py'))
+    default_work_dir = quickstart.parse_args([]).work_dir
+    assert base.toy_pretrained == osp.join(default_work_dir, 'pretrain', quickstart.PRETRAINED_NAME)
+
+
+def test_set_epochs_keeps_the_schedule_shape():
+    cfg = Config.fromfile(str(CONFIG_DIR / 'toy/cvt_tiny_maskrcnn_toy.py'))
     quickstart.set_epochs(cfg, 1)
     assert cfg.train_cfg.max_epochs == 1
     assert cfg.default_hooks.checkpoint.interval == 1

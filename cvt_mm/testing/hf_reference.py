@@ -1,7 +1,8 @@
 """Side-by-side construction of a Hugging Face CvT and the cvt_mm model with the same weights.
 
-Used by the parity tests and by ``tools/check_parity.py`` (whose numbers are in docs/parity.md).
-Needs ``transformers`` (a test/docs extra), imported only when called.
+Used by the parity tests, ``tools/check_parity.py`` (whose numbers are in docs/parity.md) and
+the benchmark. Needs ``transformers`` (the ``tests`` / ``docs`` extras), imported only when
+called.
 """
 from typing import Tuple
 
@@ -9,8 +10,8 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
-from .models.classifier import cvt_classifier_cfg
-from .models.weight_conversion import convert_state_dict
+from ..apis import classifier_cfg
+from ..models.weight_conversion import convert_state_dict
 
 
 def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -56,7 +57,7 @@ def build_hf_and_cvt_mm(arch: dict, num_labels: int, seed: int = 0) -> Tuple[nn.
     """A random HF classifier and the cvt_mm classifier loaded strictly from its converted
     weights, with HF's exact GELU. Both in eval mode."""
     hf_model = random_hf_classifier(arch, num_labels, seed)
-    ours = MODELS.build(cvt_classifier_cfg(arch, num_labels, act_cfg=dict(type='GELU')))
+    ours = MODELS.build(classifier_cfg(arch, num_labels, act_cfg=dict(type='GELU')))
     ours.load_state_dict(convert_state_dict(hf_model.state_dict()), strict=True)
     return hf_model, ours.eval()
 

@@ -9,20 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import convert_checkpoint as convert_tool
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY_ARCH
+from helpers import REPO_ROOT as REPO
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
 import cvt_mm  # noqa: F401  (registers CvT)
-from cvt_mm import checkpoint_io
-from cvt_mm.models.classifier import cvt_classifier_cfg
-from cvt_mm.parity import random_hf_classifier
+from cvt_mm import checkpoint
+from cvt_mm.testing import TINY_ARCH, random_hf_classifier
 
-
-REPO = Path(__file__).resolve().parents[1]
 CONVERTER = REPO / 'tools' / 'convert_checkpoint.py'
 CVT13_CONFIG = REPO / 'configs' / 'cvt13_in1k.py'
 
@@ -254,7 +252,7 @@ def test_wrappers_and_ddp_prefix_are_unwrapped(tmp_path, wrapper):
         saved = {wrapper: saved, 'epoch': 300}
     src = tmp_path / 'trained.pth'
     torch.save(saved, src)
-    meta = checkpoint_io.convert_checkpoint(src, tmp_path / 'out.pth')
+    meta = checkpoint.convert_checkpoint(src, tmp_path / 'out.pth')
     assert meta['arch']['embed_dims'] == dims and meta['arch']['depths'] == depths
     converted = load_converted(tmp_path / 'out.pth')['state_dict']
     torch.testing.assert_close(converted['head.fc.weight'], state_dict['head.weight'])
@@ -276,7 +274,7 @@ def test_hf_directory_converts_and_matches_hf_logits(tmp_path, capsys, safe_seri
     dst = tmp_path / 'converted.pth'
 
     # The command-line entry point, in-process (tests (a) and (d) run the real subprocess).
-    assert checkpoint_io.main([str(hf_dir), str(dst)]) == 0
+    assert convert_tool.main([str(hf_dir), str(dst)]) == 0
     output = capsys.readouterr()
     assert output.err == '' and 'GELU' in output.out  # the activation note for HF sources
 
@@ -305,7 +303,7 @@ def test_hf_weights_file_alone_converts(tmp_path):
     hf_model = random_hf_classifier(TINY_ARCH, num_labels=3)
     src = tmp_path / 'pytorch_model.bin'
     torch.save(hf_model.state_dict(), src)
-    meta = checkpoint_io.convert_checkpoint(src, tmp_path / 'out.pth')
+    meta = checkpoint.convert_checkpoint(src, tmp_path / 'out.pth')
     assert meta['source_format'] == 'hf' and meta['source_container'] == 'file'
     assert meta['num_classes'] == 3
     # Without config.json the head count falls back to one head per 64 channels.
@@ -321,9 +319,9 @@ def test_variant_is_inferred_from_tensor_shapes(variant):
     dims, depths, heads = OFFICIAL_SPECS[variant]
     # Shapes are all that matter: meta tensors cost no memory even for W24.
     state_dict = random_official_state_dict(dims, depths, device='meta')
-    source = checkpoint_io.SourceCheckpoint(Path('CvT-13-224x224-IN-1k.pth'), [], 'file',
+    source = checkpoint.SourceCheckpoint(Path('CvT-13-224x224-IN-1k.pth'), [], 'file',
                                             state_dict)
-    converted = checkpoint_io.convert(source)
+    converted = checkpoint.convert(source)
     assert converted.variant == variant
     assert converted.arch == dict(embed_dims=dims, depths=depths, num_heads=heads)
 
@@ -331,7 +329,7 @@ def test_variant_is_inferred_from_tensor_shapes(variant):
 def test_misleading_file_name_does_not_change_the_variant(tmp_path, official_cvt13):
     src = tmp_path / 'CvT-w24-384x384-IN-22k.pth'  # a lie: the tensors are CvT-13's
     torch.save(official_cvt13, src)
-    converted = checkpoint_io.convert(checkpoint_io.load_source(src))
+    converted = checkpoint.convert(checkpoint.load_source(src))
     assert converted.variant == '13' and converted.arch['depths'] == [1, 2, 10]
 
 
@@ -443,7 +441,7 @@ def test_bad_input_fails_with_one_line_naming_the_file(tmp_path, capsys, case):
         result = run_converter(src, dst)
         returncode, stderr = result.returncode, result.stderr
     else:
-        returncode = checkpoint_io.main([str(src), str(dst)])
+        returncode = convert_tool.main([str(src), str(dst)])
         stderr = capsys.readouterr().err
     check_failure(returncode, stderr, src, dst, b'previous conversion', expected_words)
 
@@ -455,7 +453,7 @@ def test_weights_that_do_not_fit_a_cvt_are_rejected(tmp_path, capsys):
     src = tmp_path / 'tampered.pth'
     torch.save(state_dict, src)
     dst = tmp_path / 'out.pth'
-    assert checkpoint_io.main([str(src), str(dst)]) != 0
+    assert convert_tool.main([str(src), str(dst)]) != 0
     error = capsys.readouterr().err.strip()
     assert error.count('\n') == 0 and str(src) in error
     assert 'do not fit' in error and 'stages.1.blocks.0.mlp.fc1.weight' in error
@@ -472,9 +470,9 @@ def test_failed_save_leaves_no_partial_destination(tmp_path, monkeypatch):
         Path(path).write_bytes(b'half a checkpoint')
         raise OSError('disk full')
 
-    monkeypatch.setattr(checkpoint_io.torch, 'save', fail_midway)
-    with pytest.raises(checkpoint_io.CheckpointError, match='disk full'):
-        checkpoint_io.convert_checkpoint(src, dst)
+    monkeypatch.setattr(checkpoint.conversion.torch, 'save', fail_midway)
+    with pytest.raises(checkpoint.CheckpointError, match='disk full'):
+        checkpoint.convert_checkpoint(src, dst)
     assert dst.read_bytes() == b'previous conversion'
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([src.name, dst.name])
 
@@ -490,14 +488,3 @@ def test_converted_checkpoint_starts_a_dense_backbone(cli_converted_cvt13, offic
                                official_cvt13['stage2.blocks.9.attn.conv_proj_v.bn.running_var'])
     torch.testing.assert_close(backbone.stages[0].patch_embed.proj.weight,
                                official_cvt13['stage0.patch_embed.proj.weight'])
-
-
-def test_classifier_cfg_of_the_checkpoint_matches_the_config_model():
-    """The converter verifies against cvt_classifier_cfg; configs/cvt13_in1k.py must build a
-    model with the same state dict layout, or a verified checkpoint could still fail there."""
-    cfg = cvt13_config()
-    with torch.device('meta'):
-        from_config = MODELS.build(cfg.model).state_dict()
-        from_helper = MODELS.build(cvt_classifier_cfg('13', 1000)).state_dict()
-    assert {k: v.shape for k, v in from_config.items()} == \
-        {k: v.shape for k, v in from_helper.items()}

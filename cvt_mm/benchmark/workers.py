@@ -1,0 +1,371 @@
+"""The benchmark's measurements, one per process:
+``python -m cvt_mm.benchmark.workers JOB RESULT_PATH``.
+
+``JOB`` is a JSON object: ``kind`` (a key of :data:`WORKERS`), ``threads``, ``arch`` ('13' or an
+arch dict), ``repeats``, ``warmup`` and the kind's own keys. The worker builds one model, runs
+it and writes its result as JSON to ``RESULT_PATH`` (not stdout, where libraries print). A
+process per measurement makes peak RSS (``ru_maxrss``) that model's alone, next to the
+process's baseline (libraries imported, model built).
+
+torch, mmdet and transformers are imported inside the workers, so importing this module is
+free.
+"""
+import copy
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+Arch = Union[str, dict]
+
+
+# ------------------------------------------------------------------------------- helpers
+def rss_mb() -> float:
+    """This process's resident set size now, in MiB."""
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MiB (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class MemoryTracker:
+    """RSS of a worker at its start, once its model is built, and at its peak.
+
+    Create it first thing, call :meth:`built` when the model and inputs exist, and
+    :meth:`summary` right after the measured runs (before any bookkeeping that allocates).
+    """
+
+    def __init__(self):
+        self.start_mb = rss_mb()
+        self.built_mb: Optional[float] = None
+
+    def built(self) -> None:
+        """Record the baseline: libraries imported, model and inputs built."""
+        self.built_mb = rss_mb()
+
+    def summary(self) -> Dict[str, float]:
+        """``rss_start_mb``, ``rss_built_mb`` and ``peak_rss_mb`` of this process."""
+        return dict(rss_start_mb=self.start_mb, rss_built_mb=self.built_mb,
+                    peak_rss_mb=peak_rss_mb())
+
+
+def timed(fn: Callable, repeats: int, warmup: int) -> List[float]:
+    """Wall times in seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def arch_settings(arch: Arch) -> dict:
+    """The arch dict (embed_dims, depths, num_heads, ...) of a CvT arch name or dict, as CvT
+    itself parses it (aliases, validation); HF's ``CvtConfig`` needs the numbers."""
+    from cvt_mm.models.backbones.cvt import CvT
+
+    return CvT.parse_arch(arch)
+
+
+def matmul_peak_gflops(repeats: int = 10) -> float:
+    """fp32 GFLOP/s of a 2048x2048 matmul (median of ``repeats``), this CPU's practical peak."""
+    import torch
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    times = timed(lambda: torch.mm(a, b), repeats, warmup=2)
+    return 2 * 2048**3 / statistics.median(times) / 1e9
+
+
+def cvt_macs(model, shape: Sequence[int]) -> float:
+    """Multiply-accumulates of one forward of ``model`` on zeros of ``shape``, attention
+    included (:func:`cvt_mm.analysis.count_macs`)."""
+    import torch
+
+    from cvt_mm.analysis import count_macs
+    with torch.no_grad():
+        return count_macs(model, (torch.zeros(*shape),)).total()
+
+
+# ------------------------------------------------------------------------------ builders
+def build_backbone(impl: str, arch: Arch, featmap: bool = True, **kwargs) -> Tuple:
+    """One backbone in eval mode, with random weights (seed 0), and the callable to time.
+
+    Args:
+        impl (str): 'cvt_mm' (``CvT`` with HF's exact GELU) or 'hf' (transformers'
+            ``CvtModel`` without pooling, returning its hidden states).
+        arch (str | dict): A CvT arch name or dict.
+        featmap (bool): For cvt_mm, the dense-prediction outputs (the three stage maps)
+            rather than the cls token. Defaults to True.
+        **kwargs: Further ``CvT`` arguments (cvt_mm only), e.g. ``with_cp=True``.
+
+    Returns:
+        tuple: ``(model, run)``, where ``run(images)`` is the forward to measure.
+    """
+    import torch
+
+    torch.manual_seed(0)
+    if impl == 'hf':
+        import transformers
+
+        settings = arch_settings(arch)
+        config = transformers.CvtConfig(embed_dim=settings['embed_dims'],
+                                        depth=settings['depths'],
+                                        num_heads=settings['num_heads'])
+        model = transformers.CvtModel(config, add_pooling_layer=False)
+        return model.eval(), lambda x: model(x, output_hidden_states=True).hidden_states
+    from cvt_mm.models.backbones.cvt import CvT
+
+    out = dict(out_type='featmap', out_indices=(0, 1, 2)) if featmap else {}
+    model = CvT(arch=arch, act_cfg=dict(type='GELU'), **out, **kwargs)
+    model.init_weights()
+    return model.eval(), model
+
+
+def build_detector(config: str, arch: Arch, size: Sequence[int]) -> Tuple:
+    """An mmdet Mask R-CNN from its config with random weights, and a random uint8 image.
+
+    Args:
+        config (str): An mmdet config as ``mmdet::<path>``, or the name of one of cvt_mm's
+            configs (``cvt_mm.apis.config_dir()``).
+        arch (str | dict): The CvT arch of cvt_mm's config; anything but '13' (the
+            ``--quick`` tiny arch) replaces the config's, with the neck's channels to match.
+        size (sequence of int): (height, width) of the image and of the test pipeline's
+            resize.
+
+    Returns:
+        tuple: ``(model, image)``; the model in eval mode with ``cfg`` and ``dataset_meta``
+        set, as ``mmdet.apis.inference_detector`` needs them.
+    """
+    import numpy as np
+    import torch
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+    from mmengine.registry import MODELS, init_default_scope
+
+    from cvt_mm.apis import config_dir
+
+    register_all_modules()
+    from_mmdet = config.startswith('mmdet::')
+    cfg = get_config(config) if from_mmdet else Config.fromfile(config_dir() / config)
+    cfg.model.backbone.init_cfg = None  # no checkpoints: random weights
+    if not from_mmdet and arch != '13':
+        cfg.model.backbone.arch = arch
+        cfg.model.neck.in_channels = arch_settings(arch)['embed_dims']
+    for step in cfg.test_dataloader.dataset.pipeline:  # the config's pipeline, our scale
+        if step['type'] == 'Resize':
+            step['scale'] = (size[1], size[0])
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.cfg = cfg
+    model.dataset_meta = dict(classes=tuple(f'class{i}' for i in range(80)))
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    return model.eval(), image
+
+
+# ------------------------------------------------------------------------------- workers
+def worker_cls(job: dict) -> dict:
+    """HF ``CvtForImageClassification`` vs cvt_mm (eager and ``switch_to_deploy``) on the
+    same weights: interleaved timings, max abs logit differences, MACs, matmul peak.
+
+    Job keys: ``batch``, ``size`` (square side), ``repeats``, ``warmup``, ``arch``.
+    """
+    import torch
+
+    from cvt_mm.testing import build_hf_and_cvt_mm
+    peak = matmul_peak_gflops()
+    hf_model, ours = build_hf_and_cvt_mm(arch_settings(job['arch']), 1000, seed=0)
+    deployed = copy.deepcopy(ours)
+    deployed.backbone.switch_to_deploy()
+    images = torch.randn(job['batch'], 3, job['size'], job['size'])
+    runners = {'hf': lambda: hf_model(images).logits,
+               'cvt_mm': lambda: ours(images, mode='tensor'),
+               'cvt_mm_deploy': lambda: deployed(images, mode='tensor')}
+    times = {name: [] for name in runners}
+    with torch.inference_mode():
+        reference = runners['hf']()
+        diffs = {name: (run() - reference).abs().max().item()
+                 for name, run in runners.items() if name != 'hf'}
+        for _ in range(job['warmup']):
+            for run in runners.values():
+                run()
+        for _ in range(job['repeats']):  # interleaved: drifting load hits all alike
+            for name, run in runners.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+    macs = cvt_macs(ours, (1, 3, job['size'], job['size']))
+    return dict(times=times, diffs=diffs, logit_scale=reference.abs().max().item(),
+                macs_per_image=macs, matmul_peak_gflops=peak,
+                matmul_peak_after=matmul_peak_gflops())
+
+
+def worker_backbone(job: dict) -> dict:
+    """Latency and peak RSS of one backbone forward at one size.
+
+    Job keys: ``impl`` ('cvt_mm' or 'hf'), ``size`` ([h, w]), ``repeats``, ``warmup``, ``arch``.
+    """
+    import torch
+
+    memory = MemoryTracker()
+    model, run = build_backbone(job['impl'], job['arch'])
+    image = torch.randn(1, 3, *job['size'])
+    memory.built()
+    with torch.inference_mode():
+        times = timed(lambda: run(image), job['repeats'], job['warmup'])
+    result = dict(times=times, **memory.summary())
+    if job['impl'] == 'cvt_mm':
+        result['macs'] = cvt_macs(model, (1, 3, *job['size']))
+    return result
+
+
+def worker_compile(job: dict) -> dict:
+    """Compile time and steady state of ``torch.compile`` (inductor) vs eager.
+
+    Job keys: ``freezing`` (bool), ``featmap`` (bool), ``batch``, ``size`` ([h, w]),
+    ``repeats``, ``arch``.
+    """
+    import torch
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = job['freezing']  # weights as constants: prepacked for oneDNN
+    model, _ = build_backbone('cvt_mm', job['arch'], featmap=job['featmap'])
+    images = torch.randn(job['batch'], 3, *job['size'])
+    compiled = torch.compile(model)
+    with torch.inference_mode():
+        expected = model(images)
+        start = time.perf_counter()
+        outputs = compiled(images)
+        compile_time = time.perf_counter() - start
+        diff = max((a - b).abs().max().item() for a, b in zip(outputs, expected))
+        eager, steady = [], []
+        for _ in range(job['repeats']):
+            for bucket, fn in ((eager, model), (steady, compiled)):
+                start = time.perf_counter()
+                fn(images)
+                bucket.append(time.perf_counter() - start)
+    return dict(compile_time=compile_time, eager=eager, compiled=steady, diff=diff)
+
+
+def worker_train(job: dict) -> dict:
+    """Time and peak RSS of forward + backward of the backbone in train mode.
+
+    Job keys: ``with_cp`` (bool), ``size`` ([h, w]), ``repeats``, ``warmup``, ``arch``.
+    """
+    import torch
+
+    memory = MemoryTracker()
+    model, _ = build_backbone('cvt_mm', job['arch'], with_cp=job['with_cp'])
+    model.train()
+    image = torch.randn(1, 3, *job['size'])
+    memory.built()
+
+    def step():
+        outputs = model(image)
+        sum(o.pow(2).mean() for o in outputs).backward()
+        model.zero_grad(set_to_none=True)
+
+    times = timed(step, job['repeats'], job['warmup'])
+    return dict(times=times, **memory.summary())
+
+
+def worker_det(job: dict) -> dict:
+    """Per-image latency of mmdet's ``inference_detector`` (pipeline + model) under RCNN score
+    thresholds: 'config' (the config's) and 'thr0' (0: 100 detections per image, as a trained
+    model gives); then backbone + neck alone, and their MACs.
+
+    Job keys: ``config`` (see :func:`build_detector`), ``size`` ([h, w]), ``thresholds``
+    (labels), ``repeats``, ``warmup``, ``arch``.
+    """
+    import torch
+    from mmdet.apis import inference_detector
+
+    from cvt_mm.analysis import count_macs
+    memory = MemoryTracker()
+    model, image = build_detector(job['config'], job['arch'], job['size'])
+    memory.built()
+    result = dict(config_score_thr=float(model.roi_head.test_cfg.score_thr))
+    last = {}
+
+    def run():
+        last['detections'] = len(inference_detector(model, image).pred_instances)
+
+    for label in job['thresholds']:
+        if label == 'thr0':
+            model.roi_head.test_cfg.score_thr = 0.0
+        result[label] = dict(times=timed(run, job['repeats'], job['warmup']),
+                             detections=last['detections'])
+    # The backbone + neck alone, on the padded input the detector sees.
+    data = model.data_preprocessor(dict(inputs=[torch.from_numpy(image).permute(2, 0, 1)]),
+                                   False)
+    inputs = data['inputs']
+    with torch.no_grad():
+        result['extract_feat_times'] = timed(lambda: model.extract_feat(inputs),
+                                             job['repeats'], job['warmup'])
+    result.update(memory.summary())
+    result['input_shape'] = list(inputs.shape)
+    with torch.no_grad():
+        result['macs_backbone'] = count_macs(model.backbone, (inputs,)).total()
+        result['macs_backbone_neck'] = count_macs(
+            torch.nn.Sequential(model.backbone, model.neck), (inputs,)).total()
+    return result
+
+
+def worker_profile(job: dict) -> dict:
+    """torch.profiler's top operators (self CPU time) of one eval forward after a warm-up.
+
+    Job keys: ``impl`` ('cvt_mm' or 'hf'), ``featmap`` (False: the classifier, True: the
+    backbone's maps), ``batch``, ``size`` ([h, w]), ``top`` (how many operators), ``arch``.
+    """
+    import torch
+
+    if job['impl'] == 'hf' and not job['featmap']:  # CvtModel has no cls-token output
+        from cvt_mm.testing import build_hf_and_cvt_mm
+        run = build_hf_and_cvt_mm(arch_settings(job['arch']), 1000)[0]
+    else:
+        _, run = build_backbone(job['impl'], job['arch'], featmap=job['featmap'])
+    images = torch.randn(job['batch'], 3, *job['size'])
+    with torch.inference_mode():
+        run(images)  # warm-up
+        with torch.profiler.profile() as prof:
+            start = time.perf_counter()
+            run(images)
+            total = time.perf_counter() - start
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    self_total = sum(e.self_cpu_time_total for e in events)
+    top = [dict(op=e.key, ms=e.self_cpu_time_total / 1e3, calls=e.count,
+                share=e.self_cpu_time_total / self_total) for e in events[:job['top']]]
+    return dict(total=total, top=top)
+
+
+WORKERS: Dict[str, Callable[[dict], dict]] = dict(
+    cls=worker_cls, backbone=worker_backbone, compile=worker_compile, train=worker_train,
+    det=worker_det, profile=worker_profile)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Run the job given as JSON in ``argv[0]``; write its result as JSON to ``argv[1]``."""
+    job_json, result_path = sys.argv[1:] if argv is None else argv
+    job = json.loads(job_json)
+    import torch
+
+    torch.set_num_threads(job['threads'])
+    torch.manual_seed(0)
+    import cvt_mm  # noqa: F401  (registers CvT in the task libraries)
+    result = WORKERS[job['kind']](job)
+    with open(result_path, 'w') as f:
+        json.dump(result, f)
+
+
+if __name__ == '__main__':
+    main()

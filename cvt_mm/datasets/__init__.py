@@ -1,0 +1,20 @@
+"""Data sets that cvt_mm generates itself: the synthetic toy shapes of the toy configs and the
+CPU quickstart (see :mod:`cvt_mm.datasets.toy_shapes`)."""
+from .toy_shapes import (
+    ADE_TOY_CLASSES,
+    COMPLETION_MARKER,
+    DRAWING_VERSION,
+    SHAPE_CLASSES,
+    TASKS,
+    ToySetOutcome,
+    default_params,
+    ensure_toy_set,
+    make_ade,
+    make_coco,
+    make_imagenet,
+    read_marker,
+)
+
+__all__ = ['ADE_TOY_CLASSES', 'COMPLETION_MARKER', 'DRAWING_VERSION', 'SHAPE_CLASSES', 'TASKS',
+           'ToySetOutcome', 'default_params', 'ensure_toy_set', 'make_ade', 'make_coco',
+           'make_imagenet', 'read_marker']

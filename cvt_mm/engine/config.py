@@ -1,0 +1,91 @@
+"""Config preparation shared by the tools and by Python callers, for all three task libraries.
+
+The task library is read from the config's ``default_scope`` ('mmpretrain', 'mmdet' or
+'mmseg'), as the libraries' own tools get it from their configs.
+"""
+import logging
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config
+from mmengine.device import is_cuda_available, is_mlu_available, is_musa_available, is_npu_available
+from mmengine.logging import print_log
+
+TASK_SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
+
+
+def load_config(config: str, cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None, launcher: str = 'none') -> Config:
+    """Read a config, apply ``--cfg-options`` and settle the work directory.
+
+    Work directory precedence, as in the libraries' tools: ``work_dir`` argument, then the
+    config's ``work_dir``, then ``./work_dirs/<config name>``.
+    """
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    return cfg
+
+
+def task_scope(cfg: Config) -> str:
+    """The task library a config belongs to, from its ``default_scope``."""
+    scope = cfg.get('default_scope')
+    if scope not in TASK_SCOPES:
+        raise ValueError(f'config default_scope is {scope!r}; expected one of {TASK_SCOPES} '
+                         '(inherit the default_runtime.py of mmpretrain, mmdet or mmseg)')
+    return scope
+
+
+def enable_amp(cfg: Config) -> None:
+    """Switch the optimizer wrapper to mmengine's AMP wrapper with dynamic loss scaling.
+
+    Refused without a GPU: mmengine's ``AmpOptimWrapper`` only supports GPU-like devices, and
+    bf16 autocast on a CPU without bf16 matrix units is typically slower than float32.
+    """
+    if not (is_cuda_available() or is_npu_available() or is_mlu_available()
+            or is_musa_available()):
+        raise SystemExit('--amp needs a GPU (CUDA, NPU, MLU or MUSA): mmengine\'s '
+                         'AmpOptimWrapper does not run on CPU. Train without --amp here.')
+    if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        print_log('AMP is already enabled in the config', logger='current',
+                  level=logging.WARNING)
+        return
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+
+def apply_resume(cfg: Config, resume: Optional[str]) -> None:
+    """``'auto'``: the latest checkpoint in the work directory; a path: that checkpoint."""
+    if resume is None:
+        return
+    cfg.resume = True
+    cfg.load_from = None if resume == 'auto' else resume
+
+
+def enable_visualization(cfg: Config, show_dir: str) -> None:
+    """Make the task's visualization hook draw every test prediction into ``show_dir``.
+
+    Each library's test.py does this its own way, and so do we: mmdet's hook takes an output
+    directory (relative ones are under <work_dir>/<timestamp>/); mmseg's draws through the
+    visualizer, whose save directory receives ``vis_data/vis_image/``; mmpretrain's hook has to
+    be enabled and given ``out_dir``. The interval is set to 1 where the hook's default would
+    skip images (mmseg 50, mmpretrain 5000; mmpretrain's test.py also sets 1).
+    """
+    scope = task_scope(cfg)
+    hooks = cfg.get('default_hooks', {})
+    if 'visualization' not in hooks:
+        raise ValueError('--show-dir needs a visualization hook in default_hooks; the task '
+                         "libraries' default_runtime.py configs define one")
+    hook = hooks['visualization']
+    if scope == 'mmdet':
+        hook.update(draw=True, test_out_dir=show_dir)
+    elif scope == 'mmseg':
+        hook.update(draw=True, interval=1)
+        cfg.visualizer.save_dir = show_dir
+    else:
+        hook.update(enable=True, out_dir=show_dir, interval=1)
