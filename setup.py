@@ -73,6 +73,8 @@ setup(
             # Reference implementation for parity tests; 4.49+ breaks `import mmpretrain.models`.
             'transformers>=4.40,<4.49',
         ],
+        # ONNX export (tools/deployment/pytorch2onnx.py) and running the exported graphs.
+        'deploy': ['onnx', 'onnxruntime', 'onnxscript'],
         # tools/check_parity.py, which writes docs/parity.md's numbers.
         'docs': ['transformers>=4.40,<4.49'],
     },
