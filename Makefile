@@ -2,13 +2,18 @@
 # up first.
 PYTHON := .venv/bin/python
 
-.PHONY: env test lint demo clean-env
+.PHONY: env slurm test lint demo clean-env
 
 # Creates .venv/ (torch, mmcv built with CPU ops and cached, mmdet, mmseg, mmpretrain, cvt_mm).
 env:
 	bash tools/setup_env.sh
 
-test: env
+# A one-node Slurm on this machine (Debian's slurm-wlm, installed if missing), for the tests of
+# tools/slurm_train.sh and --launcher slurm.
+slurm:
+	bash tools/ci/start_local_slurm.sh
+
+test: env slurm
 	$(PYTHON) -m pytest tests
 
 # ruff, configured in pyproject.toml.

@@ -69,8 +69,14 @@ def scale_size(size, factor: float):
     return type(size)(scale_size(value, factor) for value in size)
 
 
+def as_list(node) -> list:
+    """A config entry that is one dict or a list of them (cascade stages), as a list."""
+    return list(node) if isinstance(node, (list, tuple)) else [node]
+
+
 def toy_config(cfg: Config, data_root: Path, arch=TINY_ARCH) -> Config:
-    """A copy of a real Mask R-CNN or UperNet config that trains one iteration on the toy data
+    """A copy of a real detection (Mask R-CNN, Cascade Mask R-CNN, RetinaNet) or UperNet config
+    that trains one iteration on the toy data
     under ``data_root`` (see make_toy_datasets) and then validates; ``arch=None`` keeps the
     real backbone. Of the model only the backbone size, the class count (detection) and the
     number of RoIs per image (detection) change; the heads keep their real widths."""
@@ -81,7 +87,8 @@ def toy_config(cfg: Config, data_root: Path, arch=TINY_ARCH) -> Config:
         model.backbone.arch = arch
         widths = list(arch['embed_dims'])
         if scope == 'mmdet':
-            model.neck.in_channels = widths
+            # The stages the backbone outputs (RetinaNet's skip the stride-4 one).
+            model.neck.in_channels = [widths[i] for i in model.backbone.out_indices]
         else:
             model.decode_head.in_channels = widths
             model.auxiliary_head.in_channels = widths[model.auxiliary_head.in_index]
@@ -93,14 +100,24 @@ def toy_config(cfg: Config, data_root: Path, arch=TINY_ARCH) -> Config:
     if scope == 'mmdet':
         coco_root = f'{data_root}/coco/'
         classes = toy_shapes.SHAPE_CLASSES
-        model.roi_head.bbox_head.num_classes = len(classes)
-        model.roi_head.mask_head.num_classes = len(classes)
-        # Fewer RoIs for 128-px images with at most four objects: the RoI heads' cost grows
-        # with them (sampled RoIs in training, proposals and detections in testing); the mask
-        # head's four 256-channel convs per positive RoI dominate a training step.
-        model.train_cfg.rcnn.sampler.num = 16
-        model.test_cfg.rpn.max_per_img = 100
-        model.test_cfg.rcnn.max_per_img = 10
+        if 'roi_head' in model:
+            # A cascade has one box head and one rcnn train_cfg per stage.
+            for head in as_list(model.roi_head.bbox_head):
+                head.num_classes = len(classes)
+            model.roi_head.mask_head.num_classes = len(classes)
+            # Fewer RoIs for 128-px images with at most four objects: the RoI heads' cost
+            # grows with them (sampled RoIs in training, proposals and detections in testing);
+            # the mask head's four 256-channel convs per positive RoI dominate a training step.
+            for stage_cfg in as_list(model.train_cfg.rcnn):
+                stage_cfg.sampler.num = 16
+            model.test_cfg.rpn.max_per_img = 100
+            model.test_cfg.rcnn.max_per_img = 10
+        else:  # single-stage (RetinaNet)
+            model.bbox_head.num_classes = len(classes)
+            model.test_cfg.max_per_img = 10
+            # RetinaNet's classifier starts at a 0.01 prior, below the 0.05 score threshold:
+            # without this, one iteration in, nothing is detected and COCO reports no metric.
+            model.test_cfg.score_thr = 0.
         for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             # CocoDataset keeps only the categories named in its metainfo.
             cfg[loader].dataset.update(data_root=coco_root, metainfo=dict(classes=classes))

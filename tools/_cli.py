@@ -16,7 +16,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API
 
 from mmengine.config import DictAction  # noqa: E402  (after the filter: it imports pkg_resources)
 
-LAUNCHERS = ('none', 'pytorch')
+LAUNCHERS = ('none', 'pytorch', 'slurm')
 # mmengine logs these through the Runner's logger rather than the warnings module.
 KNOWN_LIBRARY_LOG_NOTICES = ('"FileClient" will be deprecated in future',
                              '"HardDiskBackend" is the alias of "LocalBackend"')
@@ -45,7 +45,8 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
         help='override config entries, key=value (e.g. model.backbone.arch=21 '
         'train_dataloader.batch_size=4; lists as key="[a,b]")')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
-                        help="'pytorch' under torchrun (see tools/dist_train.sh)")
+                        help="'pytorch' under torchrun (tools/dist_train.sh), 'slurm' under "
+                        'srun (tools/slurm_train.sh); both also without GPUs')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK instead.
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
                         help=argparse.SUPPRESS)

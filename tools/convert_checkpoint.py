@@ -3,10 +3,13 @@
 
     python tools/convert_checkpoint.py CvT-13-224x224-IN-1k.pth checkpoints/cvt13_in1k.pth
     python tools/convert_checkpoint.py path/to/hf/cvt-13/ checkpoints/cvt13_in1k_hf.pth
+    python tools/convert_checkpoint.py path/to/hf/CvtModel/ checkpoints/cvt13_backbone.pth
 
 The format (official .pth, HF pytorch_model.bin / model.safetensors, HF model directory) and the
 variant (CvT-13/21/W24 or a custom arch) are read off the data, not the file name. Untrusted
-files are read without executing anything. Exit status 1 and one line on stderr on failure.
+files are read without executing anything. A headless Hugging Face CvtModel (no classifier head)
+gives a backbone-only checkpoint, for the detection and segmentation configs. Exit status 1 and
+one line on stderr on failure.
 See docs/checkpoints.md; the steps are ``cvt_mm.checkpoint.convert_checkpoint``.
 """
 import _cli  # noqa: F401,I001  (first: quiets known third-party import-time warnings)
@@ -71,9 +74,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 130
 
     name = f"CvT-{meta['variant']}" if meta['variant'] else f"custom CvT {meta['arch']}"
-    classes = meta['num_classes'] if meta['num_classes'] is not None else 'no'
+    if not meta['classifier']:
+        classes = 'backbone only (no classifier head)'
+    else:
+        number = meta['num_classes'] if meta['num_classes'] is not None else 'no'
+        classes = f'{number} classes'
     console.print(f"converted {meta['source_format']} {meta['source_container']} "
-                  f'{args.src} -> {args.dst}: {name}, {classes} classes, '
+                  f'{args.src} -> {args.dst}: {name}, {classes}, '
                   f"heads from {meta['num_heads_source']}", highlight=False, soft_wrap=True)
     for note in meta['notes']:
         console.print(f'note: {note}', highlight=False, soft_wrap=True)

@@ -1,26 +1,40 @@
 #!/usr/bin/env bash
-# Train with N processes on this machine, on GPUs or (gloo) on CPU.
+# Train with N processes per machine, on one or several machines, on GPUs or (gloo) on CPU.
 #
 #   bash tools/dist_train.sh CONFIG N [tools/train.py arguments ...]
 #
-# Environment: PYTHON (default: python), PORT (default: a free port), OMP_NUM_THREADS (torchrun
-# sets 1 per process unless given: on CPU set it to cores / N).
+# Several machines: run the same command on each, with the same MASTER_ADDR (the address of the
+# machine with NODE_RANK=0) and PORT, e.g. on two machines:
+#   NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 PORT=29500 bash tools/dist_train.sh CONFIG 8
+#   NNODES=2 NODE_RANK=1 MASTER_ADDR=10.0.0.1 PORT=29500 bash tools/dist_train.sh CONFIG 8
+#
+# Environment: NNODES (default 1), NODE_RANK (default 0), MASTER_ADDR (default 127.0.0.1), PORT
+# (one machine: a free port by default; several: required), PYTHON (default: python),
+# OMP_NUM_THREADS (torchrun sets 1 per process unless given: on CPU set it to cores / N).
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
-  echo "usage: $0 CONFIG NUM_PROCESSES [train.py arguments ...]" >&2
+  echo "usage: $0 CONFIG NUM_PROCESSES_PER_NODE [train.py arguments ...]" >&2
   exit 2
 fi
 CONFIG="$1"
 NUM_PROCESSES="$2"
 shift 2
 PYTHON="${PYTHON:-python}"
-# Ask the OS for a free port, so that concurrent jobs do not collide on torchrun's default.
-FREE_PORT='import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-PORT="${PORT:-$("$PYTHON" -c "$FREE_PORT")}"
+NNODES="${NNODES:-1}"
+NODE_RANK="${NODE_RANK:-0}"
+MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
+if [[ -z "${PORT:-}" ]]; then
+  if [[ "$NNODES" -gt 1 ]]; then
+    echo "$0: NNODES=$NNODES: set PORT to the same free port on every machine" >&2
+    exit 2
+  fi
+  # One machine: ask the OS for a free port, so that concurrent jobs do not collide.
+  PORT="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+fi
 TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 exec "$PYTHON" -m torch.distributed.run \
-  --nnodes=1 --node_rank=0 --master_addr=127.0.0.1 --master_port="$PORT" \
-  --nproc_per_node="$NUM_PROCESSES" \
+  --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
+  --master_port="$PORT" --nproc_per_node="$NUM_PROCESSES" \
   "$TOOLS_DIR/train.py" "$CONFIG" --launcher pytorch "$@"

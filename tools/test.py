@@ -2,16 +2,17 @@
 """Evaluate a checkpoint on the test set of a classification, detection or segmentation config.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options KEY=VALUE ...]
-        [--launcher none|pytorch] [--show-dir DIR]
+        [--launcher none|pytorch|slurm] [--show-dir DIR] [--tta]
 
 Prints one "metric: value" line per metric. --show-dir saves the images with the predictions
-drawn (mmdet, mmseg, mmpretrain visualization hooks).
+drawn (mmdet, mmseg, mmpretrain visualization hooks). --tta evaluates with the config's test-time
+augmentation (tta_model and tta_pipeline: multi-scale + flip for the ADE20K UperNets).
 """
 import argparse
 
 from _cli import add_runner_arguments, parse_runner_args, quiet_runner_logger
 
-from cvt_mm.engine import build_runner, enable_visualization, load_config
+from cvt_mm.engine import build_runner, enable_visualization, load_config, shutdown_distributed
 
 
 def parse_args(argv=None):
@@ -22,6 +23,8 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file')
     add_runner_arguments(parser)
     parser.add_argument('--show-dir', help='save images with the predictions drawn here')
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation: the config's tta_pipeline and tta_model")
     return parse_runner_args(parser, argv)
 
 
@@ -31,10 +34,18 @@ def main(argv=None):
     cfg.load_from = args.checkpoint
     if args.show_dir:
         enable_visualization(cfg, args.show_dir)
+    if args.tta:
+        # As mmseg's and mmdet's tools/test.py: the TTA model wraps the config's model.
+        if cfg.get('tta_model') is None or cfg.get('tta_pipeline') is None:
+            raise SystemExit(f'--tta needs tta_model and tta_pipeline in {args.config}')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
     runner = quiet_runner_logger(build_runner(cfg))
     metrics = runner.test()
     if runner.rank == 0:
         print('\n'.join(f'{name}: {value}' for name, value in metrics.items()))
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

@@ -2,16 +2,25 @@
 """Train a classification (mmpretrain), detection (mmdet) or segmentation (mmseg) config.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]]
-        [--cfg-options KEY=VALUE ...] [--launcher none|pytorch] [--amp]
+        [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm]
+        [--amp [float16|bfloat16]]
 
-The task library comes from the config's default_scope. Several processes (also on CPU):
-tools/dist_train.sh.
+The task library comes from the config's default_scope. Several processes or machines (also on
+CPU): tools/dist_train.sh, tools/slurm_train.sh. Checkpoints carry the random states and are
+written atomically, so that --resume continues exactly where the run stopped (docs/long_runs.md).
 """
 import argparse
 
 from _cli import add_runner_arguments, parse_runner_args, quiet_runner_logger
 
-from cvt_mm.engine import apply_resume, build_runner, enable_amp, load_config
+from cvt_mm.engine import (
+    apply_resume,
+    build_runner,
+    enable_amp,
+    enable_faithful_resume,
+    load_config,
+    shutdown_distributed,
+)
 
 
 def parse_args(argv=None):
@@ -23,8 +32,10 @@ def parse_args(argv=None):
         '--resume', nargs='?', const='auto', metavar='CHECKPOINT',
         help='resume from CHECKPOINT, or without a value from the latest checkpoint in the '
         'work directory')
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision training (needs a GPU)')
+    parser.add_argument(
+        '--amp', nargs='?', const='float16', choices=('float16', 'bfloat16'),
+        help='mixed precision training (needs a GPU): float16 with dynamic loss scaling (the '
+        'default), or bfloat16, whose float32-wide exponent does not overflow')
     return parse_runner_args(parser, argv)
 
 
@@ -32,9 +43,11 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     if args.amp:
-        enable_amp(cfg)
+        enable_amp(cfg, dtype=args.amp)
+    enable_faithful_resume(cfg)
     apply_resume(cfg, args.resume)
     quiet_runner_logger(build_runner(cfg)).train()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

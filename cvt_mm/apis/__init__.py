@@ -1,3 +1,4 @@
+from .inference import InferenceReport, build_inferencer, infer_images, list_images
 from .model_zoo import (
     classification_metafile,
     classifier_cfg,
@@ -5,8 +6,10 @@ from .model_zoo import (
     dense_metafile,
     register_model_index,
 )
+from .transfer import run_transfer_benchmark
 
 __all__ = [
+    'InferenceReport', 'build_inferencer', 'infer_images', 'list_images',
     'classifier_cfg', 'config_dir', 'classification_metafile', 'dense_metafile',
-    'register_model_index'
+    'register_model_index', 'run_transfer_benchmark'
 ]

@@ -13,6 +13,7 @@ SECTIONS = ('cls', 'compile', 'dense', 'train', 'det', 'profile')
 # mmdet's own Swin-T and R-50 (mmengine's ``mmdet::`` config paths).
 DETECTORS = {
     'CvT-13': 'cvt13_maskrcnn_coco.py',
+    'CvT-13 fast (stride_kv 4, 2, 2)': 'cvt13_maskrcnn-fast_coco.py',
     'Swin-T': 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
     'R-50': 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
 }

@@ -47,6 +47,13 @@ class ConvertedCheckpoint:
     num_heads_source: str  # the tensors cannot tell the head count; where it came from
     notes: List[str] = field(default_factory=list)
 
+    @property
+    def headless(self) -> bool:
+        """No classifier at all (neither head nor final LayerNorm), e.g. a Hugging Face
+        ``CvtModel``: the weights initialise a dense backbone, not a classifier."""
+        return not any(key.startswith(('head.', 'backbone.cls_norm.'))
+                       for key in self.state_dict)
+
     def classifier_cfg(self) -> dict:
         from ..apis import classifier_cfg
         return classifier_cfg(self.variant or self.arch, self.num_classes or 1000,
@@ -86,12 +93,18 @@ def convert(source: SourceCheckpoint) -> ConvertedCheckpoint:
 
     notes = []
     if source_format == 'hf':
-        notes.append("Hugging Face's CvtForImageClassification computes exact GELU where the "
-                     'official CvT (which trained these weights) computes QuickGELU; set '
-                     "model.backbone.act_cfg=dict(type='GELU') to reproduce HF's logits.")
-    return ConvertedCheckpoint(state_dict, source_format, variant, arch, info['num_classes'],
-                               info['in_channels'], list(info['with_cls_token']),
-                               num_heads_source, notes)
+        notes.append("Hugging Face's CvT computes exact GELU where the official CvT (which "
+                     'trained these weights) computes QuickGELU; set '
+                     "model.backbone.act_cfg=dict(type='GELU') to reproduce HF's outputs.")
+    converted = ConvertedCheckpoint(state_dict, source_format, variant, arch,
+                                    info['num_classes'], info['in_channels'],
+                                    list(info['with_cls_token']), num_heads_source, notes)
+    if converted.headless:
+        notes.append('no classifier head was present (a headless backbone, e.g. a Hugging Face '
+                     'CvtModel): the result initialises the backbone of a detection or '
+                     "segmentation config (init_cfg Pretrained, prefix 'backbone.'), not an "
+                     'ImageNet classifier.')
+    return converted
 
 
 
@@ -110,13 +123,22 @@ def verify(converted: ConvertedCheckpoint, source_path) -> None:
     from mmpretrain.registry import MODELS
 
     arch_name = f'CvT-{converted.variant}' if converted.variant else f'CvT {converted.arch}'
+    model_cfg = converted.classifier_cfg()
+    if converted.headless:
+        # No cls-token norm to classify with: check it as the dense backbone it will start.
+        model_cfg = dict(model_cfg.backbone, out_type='featmap',
+                         out_indices=tuple(range(len(converted.arch['depths']))),
+                         out_norm=False)
     try:
         with torch.device('meta'):
-            model = MODELS.build(converted.classifier_cfg())
+            model = MODELS.build(model_cfg)
     except (ValueError, TypeError, KeyError) as error:
         raise CheckpointError(source_path, f'weights describe a CvT that cannot be built '
                               f'({arch_name}): {error}') from error
-    expected = model.state_dict()
+    if converted.headless:  # a bare backbone: its keys without the 'backbone.' prefix
+        expected = {f'backbone.{key}': value for key, value in model.state_dict().items()}
+    else:
+        expected = model.state_dict()
     if converted.num_classes is None:  # backbone-only checkpoint: check what is there
         expected = {key: value for key, value in expected.items()
                     if not key.startswith('head.')}
@@ -140,8 +162,12 @@ def verify(converted: ConvertedCheckpoint, source_path) -> None:
     # only as long as the model, which dies at the end of this function.
     as_float = {key: value.float() if value.is_floating_point() else value
                 for key, value in found.items()}
-    model.load_state_dict(as_float, strict=converted.num_classes is not None, assign=True)
-    if converted.num_classes is None:
+    if converted.headless:
+        model.load_state_dict({key[len('backbone.'):]: value for key, value in as_float.items()},
+                              strict=True, assign=True)
+    else:
+        model.load_state_dict(as_float, strict=converted.num_classes is not None, assign=True)
+    if converted.num_classes is None and not converted.headless:
         model = model.backbone
     model.eval()
     with torch.no_grad():
@@ -167,6 +193,7 @@ def checkpoint_meta(converted: ConvertedCheckpoint, source: SourceCheckpoint) ->
         in_channels=converted.in_channels,
         with_cls_token=converted.with_cls_token,
         num_classes=converted.num_classes,
+        classifier=not converted.headless,
         cvt_mm_version=__version__,
         converter='cvt_mm.checkpoint',
     )
@@ -203,7 +230,8 @@ def convert_checkpoint(src, dst, on_step: Callable[[str, str], None] = lambda st
     on_step('convert', f'converting {len(source.state_dict)} tensors')
     converted = convert(source)
     name = f'CvT-{converted.variant}' if converted.variant else 'custom CvT'
-    on_step('verify', f'verifying: loading into a {name} classifier')
+    target = 'backbone' if converted.headless else 'classifier'
+    on_step('verify', f'verifying: loading into a {name} {target}')
     verify(converted, source.path)
     on_step('save', f'writing {dst}')
     meta = checkpoint_meta(converted, source)

@@ -1,17 +1,28 @@
 """Runner and launcher glue: what tools/train.py and tools/test.py (and Python callers) use to
 run any of the three task libraries' configs, on GPUs or on CPU."""
 from .config import (
-                     TASK_SCOPES,
-                     apply_resume,
-                     enable_amp,
-                     enable_visualization,
-                     load_config,
-                     task_scope,
+    TASK_SCOPES,
+    apply_resume,
+    enable_amp,
+    enable_visualization,
+    load_config,
+    task_scope,
 )
-from .distributed import replace_sync_bn, setup_cpu_distributed
+from .distributed import (
+    replace_sync_bn,
+    setup_cpu_distributed,
+    shutdown_distributed,
+    slurm_environment,
+)
+from .fsdp import cvt_block_wrap_policy
+from .hooks import NonFiniteLossGuardHook
+from .resume import AtomicLocalBackend, FaithfulResumeHook, enable_faithful_resume
 from .runner import build_runner, register_task_modules
 from .safe_loading import allow_runner_checkpoints
 
 __all__ = ['TASK_SCOPES', 'allow_runner_checkpoints', 'apply_resume', 'build_runner',
            'enable_amp', 'enable_visualization', 'load_config', 'register_task_modules',
-           'replace_sync_bn', 'setup_cpu_distributed', 'task_scope']
+           'replace_sync_bn', 'setup_cpu_distributed', 'task_scope', 'shutdown_distributed',
+           'slurm_environment', 'AtomicLocalBackend', 'FaithfulResumeHook',
+           'enable_faithful_resume', 'cvt_block_wrap_policy']
+__all__ += ['NonFiniteLossGuardHook']

@@ -41,12 +41,22 @@ def task_scope(cfg: Config) -> str:
     return scope
 
 
-def enable_amp(cfg: Config) -> None:
-    """Switch the optimizer wrapper to mmengine's AMP wrapper with dynamic loss scaling.
+def enable_amp(cfg: Config, dtype: str = 'float16') -> None:
+    """Switch the optimizer wrapper to mmengine's AMP wrapper.
 
-    Refused without a GPU: mmengine's ``AmpOptimWrapper`` only supports GPU-like devices, and
-    bf16 autocast on a CPU without bf16 matrix units is typically slower than float32.
+    float16 gets dynamic loss scaling: its largest value is 65504, so large activations and
+    gradients overflow to inf (the NaN losses CvT users report with AMP) unless the loss is
+    scaled into range and the overflowing steps skipped. bfloat16 has float32's exponent range
+    and needs no scaling (a static scale of 1), at the price of 8 bits of mantissa.
+
+    Refused without a GPU: mmengine's ``AmpOptimWrapper`` only supports GPU-like devices.
+
+    Args:
+        cfg (Config): The config, changed in place.
+        dtype (str): 'float16' or 'bfloat16'. Defaults to 'float16'.
     """
+    if dtype not in ('float16', 'bfloat16'):
+        raise ValueError(f"AMP dtype must be 'float16' or 'bfloat16', got {dtype!r}")
     if not (is_cuda_available() or is_npu_available() or is_mlu_available()
             or is_musa_available()):
         raise SystemExit('--amp needs a GPU (CUDA, NPU, MLU or MUSA): mmengine\'s '
@@ -56,7 +66,8 @@ def enable_amp(cfg: Config) -> None:
                   level=logging.WARNING)
         return
     cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    cfg.optim_wrapper.dtype = dtype
+    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic' if dtype == 'float16' else 1.0)
 
 
 def apply_resume(cfg: Config, resume: Optional[str]) -> None:

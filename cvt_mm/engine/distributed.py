@@ -1,11 +1,13 @@
-"""Distributed training without CUDA: mmengine's launcher and DDP wrapper on CPU with gloo.
+"""Distributed training without CUDA: mmengine's launchers and DDP wrapper on CPU with gloo.
 
-mmengine's pytorch launcher calls ``torch.cuda.set_device`` and its default DDP wrapper passes
-``device_ids=[LOCAL_RANK]``, both of which fail on a machine without a GPU. There the process
-group is started here (the Runner, finding one, skips its own launcher) and the model is
-wrapped with ``device_ids=None``.
+mmengine's pytorch and slurm launchers call ``torch.cuda.set_device`` and its default DDP
+wrapper passes ``device_ids=[LOCAL_RANK]``, all of which fail on a machine without a GPU. There
+the process group is started here (the Runner, finding one, skips its own launcher) and the
+model is wrapped with ``device_ids=None``. With GPUs, mmengine's own launchers run unchanged.
 """
 import logging
+import os
+import subprocess
 
 import torch
 import torch.distributed as dist
@@ -31,17 +33,58 @@ def replace_sync_bn(node) -> int:
     return replaced
 
 
+def slurm_environment(environ=os.environ) -> dict:
+    """torch.distributed's environment variables from those srun gives each task.
+
+    RANK, WORLD_SIZE and LOCAL_RANK from SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID; the
+    master is the first host of SLURM_NODELIST (``scontrol show hostnames`` expands ranges
+    such as ``node[01-04]``) unless MASTER_ADDR is set; MASTER_PORT defaults to torch's 29500.
+    As mmengine's slurm launcher computes them, without its ``torch.cuda.set_device``.
+    """
+    missing = [name for name in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST')
+               if name not in environ]
+    if missing:
+        raise RuntimeError(f'--launcher slurm outside a Slurm job step: {", ".join(missing)} '
+                           'not set (start it with srun, see tools/slurm_train.sh)')
+    master = environ.get('MASTER_ADDR')
+    if master is None:
+        hosts = subprocess.run(['scontrol', 'show', 'hostnames', environ['SLURM_NODELIST']],
+                               capture_output=True, text=True, check=True).stdout.split()
+        master = hosts[0]
+    return dict(RANK=environ['SLURM_PROCID'], WORLD_SIZE=environ['SLURM_NTASKS'],
+                LOCAL_RANK=environ.get('SLURM_LOCALID', '0'), MASTER_ADDR=master,
+                MASTER_PORT=environ.get('MASTER_PORT', str(job_port(environ))))
+
+
+def job_port(environ=os.environ) -> int:
+    """A port in 20000-39999 that every task of one Slurm job computes alike."""
+    job_id = environ.get('SLURM_JOB_ID')
+    return 29500 if job_id is None else 20000 + int(job_id) % 20000
+
+
 def setup_cpu_distributed(cfg: Config) -> bool:
-    """Prepare ``launcher='pytorch'`` on a machine without CUDA; returns whether it did.
+    """Prepare ``launcher='pytorch'`` or ``'slurm'`` on a machine without CUDA; returns
+    whether it did.
 
     Starts a gloo process group from torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR,
-    MASTER_PORT), makes the DDP wrapper CPU-capable (``device_ids=None``) and replaces SyncBN,
-    which torch cannot run on CPU tensors, with per-process BN.
+    MASTER_PORT) or from srun's (:func:`slurm_environment`), makes the DDP wrapper CPU-capable
+    (``device_ids=None``) and replaces SyncBN, which torch cannot run on CPU tensors, with
+    per-process BN.
     """
-    if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
+    launcher = cfg.get('launcher', 'none')
+    if launcher not in ('pytorch', 'slurm') or torch.cuda.is_available():
         return False
+    if launcher == 'slurm':
+        os.environ.update(slurm_environment())
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
+    strategy = cfg.get('strategy')
+    if strategy is not None:  # FlexibleRunner: the strategy wraps the model
+        wrapper = strategy.setdefault('model_wrapper', ConfigDict())
+        if strategy.get('type') == 'FSDPStrategy':
+            wrapper['device_id'] = torch.device('cpu')  # the default is LOCAL_RANK, a GPU
+        else:
+            wrapper['device_ids'] = None
     wrapper_cfg = cfg.get('model_wrapper_cfg') or ConfigDict(
         type='MMDistributedDataParallel',
         # mmengine's defaults for its own wrapper.
@@ -54,3 +97,11 @@ def setup_cpu_distributed(cfg: Config) -> bool:
         print_log(f'CPU distributed training: {replaced} SyncBN layer config(s) replaced by BN',
                   logger='current', level=logging.WARNING)
     return True
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group (after a barrier, so no process exits while others still talk
+    to it), so that the processes exit cleanly instead of tearing down a live gloo group."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

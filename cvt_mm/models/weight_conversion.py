@@ -19,13 +19,17 @@ OFFICIAL_RULES: List[Tuple[str, str]] = [
     (r'^head\.', 'head.fc.'),
 ]
 
+# Hugging Face's encoder keys: ``cvt.encoder.*`` in CvtForImageClassification, ``encoder.*`` in
+# a headless CvtModel (what AutoModel saves), which has no final LayerNorm and no classifier.
+HF_ENCODER = r'(?:cvt\.)?encoder\.'
+
 HF_RULES: List[Tuple[str, str]] = [
-    (r'^cvt\.encoder\.stages\.(\d+)\.embedding\.convolution_embeddings\.projection\.',
+    (rf'^{HF_ENCODER}stages\.(\d+)\.embedding\.convolution_embeddings\.projection\.',
      r'backbone.stages.\1.patch_embed.proj.'),
-    (r'^cvt\.encoder\.stages\.(\d+)\.embedding\.convolution_embeddings\.normalization\.',
+    (rf'^{HF_ENCODER}stages\.(\d+)\.embedding\.convolution_embeddings\.normalization\.',
      r'backbone.stages.\1.patch_embed.norm.'),
-    (r'^cvt\.encoder\.stages\.(\d+)\.cls_token$', r'backbone.stages.\1.cls_token'),
-    (r'^cvt\.encoder\.stages\.(\d+)\.layers\.(\d+)\.', r'backbone.stages.\1.blocks.\2.'),
+    (rf'^{HF_ENCODER}stages\.(\d+)\.cls_token$', r'backbone.stages.\1.cls_token'),
+    (rf'^{HF_ENCODER}stages\.(\d+)\.layers\.(\d+)\.', r'backbone.stages.\1.blocks.\2.'),
     (r'\.attention\.attention\.convolution_projection_(query|key|value)'
      r'\.convolution_projection\.convolution\.', r'.attn.conv_proj_\1.conv.'),
     (r'\.attention\.attention\.convolution_projection_(query|key|value)'
@@ -55,10 +59,15 @@ class UnrecognisedCheckpoint(ValueError):
 
 
 def detect_format(state_dict: Dict[str, torch.Tensor]) -> Optional[str]:
-    """'official', 'hf', 'mmpretrain' or None, from the key names."""
+    """'official', 'hf', 'mmpretrain' or None, from the key names.
+
+    'hf' covers ``CvtForImageClassification`` (``cvt.encoder.*``, ``layernorm.*``,
+    ``classifier.*``) and the headless ``CvtModel`` (``encoder.*`` only, or ``cvt.encoder.*``
+    only when the classifier's encoder was saved alone).
+    """
     keys = list(state_dict)
-    if any(key.startswith('cvt.encoder.stages.') for key in keys):
-        return 'hf'
+    if any(re.match(rf'^{HF_ENCODER}stages\.', key) for key in keys):
+        return 'hf'  # a classifier (cvt.encoder.*) or a headless CvtModel (encoder.*)
     if any(re.match(r'^stage\d+\.patch_embed\.proj\.weight$', key) for key in keys):
         return 'official'
     if any(re.match(r'^backbone\.stages\.\d+\.patch_embed\.proj\.weight$', key) for key in keys):
@@ -97,7 +106,8 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor],
     example = list(state_dict)[:3]
     raise UnrecognisedCheckpoint(
         'not a CvT checkpoint: expected official keys like "stage0.patch_embed.proj.weight" or '
-        f'Hugging Face keys like "cvt.encoder.stages.0...", found e.g. {example}')
+        'Hugging Face keys like "cvt.encoder.stages.0..." (CvtModel: "encoder.stages.0..."), '
+        f'found e.g. {example}')
 
 
 def infer_arch(state_dict: Dict[str, torch.Tensor]) -> dict:

@@ -186,8 +186,10 @@ def load_converted(path):
 
 
 def cvt13_config(**backbone_overrides):
-    """configs/cvt13_in1k.py, its backbone optionally with another arch / activation."""
+    """configs/cvt13_in1k.py, its backbone optionally with another arch / activation; its model
+    builds in mmpretrain's scope, whatever scope an earlier test left current."""
     cfg = Config.fromfile(str(CVT13_CONFIG))
+    cfg.model._scope_ = 'mmpretrain'
     cfg.model.backbone.update(backbone_overrides)
     if 'arch' in backbone_overrides and isinstance(backbone_overrides['arch'], dict):
         cfg.model.head.in_channels = backbone_overrides['arch']['embed_dims'][-1]
@@ -488,3 +490,52 @@ def test_converted_checkpoint_starts_a_dense_backbone(cli_converted_cvt13, offic
                                official_cvt13['stage2.blocks.9.attn.conv_proj_v.bn.running_var'])
     torch.testing.assert_close(backbone.stages[0].patch_embed.proj.weight,
                                official_cvt13['stage0.patch_embed.proj.weight'])
+
+
+@pytest.mark.parametrize('prefix', ['', 'cvt.'], ids=['CvtModel', 'cvt-prefixed'])
+def test_headless_hf_model_converts_and_starts_a_dense_backbone(tmp_path, capsys, prefix):
+    """AutoModel's CvtModel (``encoder.*``, no final LayerNorm, no classifier), also with the
+    classifier's ``cvt.`` prefix: a backbone-only checkpoint for the Mask R-CNN backbone."""
+    import transformers
+    from mmdet.registry import MODELS as DET_MODELS
+    from safetensors.torch import load_file, save_file
+
+    from cvt_mm.models.weight_conversion import convert_state_dict
+    from cvt_mm.testing import randomize_norms
+
+    hf_config = transformers.CvtConfig(embed_dim=TINY_ARCH['embed_dims'],
+                                       depth=TINY_ARCH['depths'],
+                                       num_heads=TINY_ARCH['num_heads'])
+    hf_model = randomize_norms(transformers.CvtModel(hf_config, add_pooling_layer=False))
+    hf_dir = tmp_path / 'cvt-headless'
+    hf_model.save_pretrained(hf_dir)
+    weights = hf_dir / 'model.safetensors'
+    saved = load_file(weights)
+    assert all(key.startswith('encoder.stages.') for key in saved)  # what CvtModel writes
+    if prefix:
+        save_file({prefix + key: value for key, value in saved.items()}, weights,
+                  metadata={'format': 'pt'})
+    dst = tmp_path / 'backbone.pth'
+
+    assert convert_tool.main([str(hf_dir), str(dst)]) == 0
+    output = capsys.readouterr()
+    assert output.err == ''
+    assert 'no classifier head' in output.out and 'backbone only' in output.out
+
+    meta = load_converted(dst)['meta']
+    assert meta['source_format'] == 'hf' and meta['classifier'] is False
+    assert meta['num_classes'] is None and meta['arch'] == TINY_ARCH
+
+    cfg = Config.fromfile(str(REPO / 'configs' / 'cvt13_maskrcnn_coco.py'))
+    backbone_cfg = cfg.model.backbone
+    backbone_cfg.update(arch=meta['arch'],
+                        init_cfg=dict(backbone_cfg.init_cfg, checkpoint=str(dst)))
+    backbone = DET_MODELS.build(backbone_cfg)
+    backbone.init_weights()
+    loaded = backbone.state_dict()
+    expected = {key[len('backbone.'):]: value
+                for key, value in convert_state_dict(hf_model.state_dict()).items()}
+    dense_only = {f'out_norm{i}.{p}' for i in range(3) for p in ('weight', 'bias')}
+    assert set(loaded) == set(expected) | dense_only
+    for name, tensor in expected.items():
+        assert torch.equal(loaded[name], tensor), name

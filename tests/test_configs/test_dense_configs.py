@@ -26,8 +26,11 @@ from cvt_mm.engine import register_task_modules, task_scope
 from cvt_mm.testing import TINY_ARCH, randomize_norms
 
 DETECTION_CONFIGS = ('cvt13_maskrcnn_coco.py', 'cvt13_maskrcnn-3x_coco.py',
-                     'cvt21_maskrcnn_coco.py')
-SEGMENTATION_CONFIGS = ('cvt13_upernet_ade20k.py', 'cvt21_upernet_ade20k.py')
+                     'cvt21_maskrcnn_coco.py', 'cvt13_maskrcnn-layerdecay_coco.py',
+                     'cvt13_cascade-mask-rcnn-3x_coco.py', 'cvt13_retinanet_coco.py',
+                     'cvt13_maskrcnn-fast_coco.py')
+SEGMENTATION_CONFIGS = ('cvt13_upernet_ade20k.py', 'cvt21_upernet_ade20k.py',
+                        'cvt13_upernet-layerdecay_ade20k.py', 'cvt13_upernet-fast_ade20k.py')
 # What each config must say: (arch, drop path, checkpoint the converter writes).
 EXPECTED_BACKBONES = {
     'cvt13_maskrcnn_coco.py': ('13', 0.2, 'checkpoints/cvt13_in1k.pth'),
@@ -35,8 +38,17 @@ EXPECTED_BACKBONES = {
     'cvt21_maskrcnn_coco.py': ('21', 0.2, 'checkpoints/cvt21_in1k.pth'),
     'cvt13_upernet_ade20k.py': ('13', 0.3, 'checkpoints/cvt13_in1k.pth'),
     'cvt21_upernet_ade20k.py': ('21', 0.3, 'checkpoints/cvt21_in1k.pth'),
+    'cvt13_maskrcnn-layerdecay_coco.py': ('13', 0.2, 'checkpoints/cvt13_in1k.pth'),
+    'cvt13_cascade-mask-rcnn-3x_coco.py': ('13', 0.2, 'checkpoints/cvt13_in1k.pth'),
+    'cvt13_retinanet_coco.py': ('13', 0.2, 'checkpoints/cvt13_in1k.pth'),
+    'cvt13_upernet-layerdecay_ade20k.py': ('13', 0.3, 'checkpoints/cvt13_in1k.pth'),
+    'cvt13_maskrcnn-fast_coco.py': ('13', 0.2, 'checkpoints/cvt13_in1k.pth'),
+    'cvt13_upernet-fast_ade20k.py': ('13', 0.3, 'checkpoints/cvt13_in1k.pth'),
 }
+# The stages each config outputs where not all three: RetinaNet's FPN starts at stride 8.
+OUT_INDICES = {'cvt13_retinanet_coco.py': [1, 2]}
 FPN_STRIDES = (4, 8, 16, 32, 64)  # mmdet's Mask R-CNN levels
+RETINANET_STRIDES = (8, 16, 32, 64, 128)  # mmdet's RetinaNet levels
 
 
 @pytest.fixture(scope='module')
@@ -64,15 +76,19 @@ def test_config_builds_full_model_and_pipelines(config_name):
     backbone = model.backbone
     assert type(backbone).__name__ == 'CvT'
     assert backbone.arch_settings['depths'] == {'13': [1, 2, 10], '21': [1, 4, 16]}[arch]
-    assert backbone.out_type == 'featmap' and backbone.out_indices == [0, 1, 2]
+    out_indices = OUT_INDICES.get(config_name, [0, 1, 2])
+    assert backbone.out_type == 'featmap' and backbone.out_indices == out_indices
     last_block = backbone.stages[-1].blocks[-1]
     assert last_block.drop_path.drop_prob == pytest.approx(drop_path_rate)
     assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint,
                                                prefix='backbone.')
     widths = backbone.embed_dims
     if task_scope(cfg) == 'mmdet':
-        assert cfg.model.neck.in_channels == widths
-        assert model.roi_head.bbox_head.num_classes == 80
+        assert cfg.model.neck.in_channels == [widths[i] for i in out_indices]
+        box_heads = model.roi_head.bbox_head if hasattr(model, 'roi_head') else model.bbox_head
+        if not isinstance(box_heads, torch.nn.ModuleList):  # one head, not a cascade's three
+            box_heads = [box_heads]
+        assert [head.num_classes for head in box_heads] == [80] * len(box_heads)
         assert cfg.optim_wrapper.optimizer.lr == 1e-4
     else:
         assert model.decode_head.in_channels == widths
@@ -101,9 +117,50 @@ def test_detection_schedules():
         'LoadImageFromFile', 'LoadAnnotations', 'RandomFlip', 'RandomChoice', 'PackDetInputs']
 
 
+def test_cascade_and_retinanet_share_the_mask_rcnn_backbone_and_optimizer():
+    mask_rcnn = load_repo_config('cvt13_maskrcnn_coco.py')
+    three_x = load_repo_config('cvt13_maskrcnn-3x_coco.py')
+    cascade = load_repo_config('cvt13_cascade-mask-rcnn-3x_coco.py')
+    retinanet = load_repo_config('cvt13_retinanet_coco.py')
+    assert cascade.model.backbone == mask_rcnn.model.backbone
+    assert cascade.model.neck == mask_rcnn.model.neck
+    assert cascade.optim_wrapper == retinanet.optim_wrapper == mask_rcnn.optim_wrapper
+    # Cascade 3x: the 3x augmentation and schedule; three 4conv1fc GIoU stages.
+    assert cascade.train_dataloader.dataset.pipeline == three_x.train_dataloader.dataset.pipeline
+    assert cascade.train_cfg.max_epochs == 36
+    assert cascade.param_scheduler == three_x.param_scheduler
+    heads = cascade.model.roi_head.bbox_head
+    assert [head.type for head in heads] == ['ConvFCBBoxHead'] * 3
+    assert {head.loss_bbox.type for head in heads} == {'GIoULoss'}
+    assert [stage.assigner.pos_iou_thr for stage in cascade.model.train_cfg.rcnn] == [
+        0.5, 0.6, 0.7]
+    # RetinaNet 1x: the Mask R-CNN backbone but for its outputs; boxes only.
+    backbone = dict(retinanet.model.backbone, out_indices=mask_rcnn.model.backbone.out_indices)
+    assert backbone == mask_rcnn.model.backbone
+    assert retinanet.train_cfg.max_epochs == 12
+    assert retinanet.param_scheduler == mask_rcnn.param_scheduler
+    assert retinanet.val_evaluator.metric == 'bbox'
+
+
+def test_retinanet_fpn_gives_strides_8_to_128():
+    cfg = load_repo_config('cvt13_retinanet_coco.py')
+    model = build_model(cfg).eval()  # the real CvT-13
+    height, width = 256, 384  # multiples of the coarsest stride, 128
+    with torch.no_grad():
+        levels = model.extract_feat(torch.randn(1, 3, height, width))
+    assert [tuple(level.shape[2:]) for level in levels] == [
+        (height // stride, width // stride) for stride in RETINANET_STRIDES]
+    anchor_strides = [stride[0] for stride in model.bbox_head.prior_generator.strides]
+    assert anchor_strides == list(RETINANET_STRIDES)
+    # Every backbone output feeds FPN: no parameter without a gradient under DDP.
+    assert not hasattr(model.backbone, 'out_norm0')
+
+
 @pytest.mark.parametrize('config_name, lr, weight_decay', [
     ('cvt13_maskrcnn_coco.py', 1e-4, 0.05),
     ('cvt13_upernet_ade20k.py', 6e-5, 0.01),
+    ('cvt13_cascade-mask-rcnn-3x_coco.py', 1e-4, 0.05),
+    ('cvt13_retinanet_coco.py', 1e-4, 0.05),
 ])
 def test_no_weight_decay_on_norms_and_cls_token(config_name, lr, weight_decay):
     cfg = load_repo_config(config_name)
@@ -187,7 +244,13 @@ def test_one_training_iteration_and_validation_on_toy_data(config_name, toy_data
     assert runner.iter == 1
     scalars = runner.message_hub.log_scalars
     assert math.isfinite(scalars['train/loss'].current())
-    if task_scope(cfg) == 'mmdet':
+    if 'retinanet' in config_name:
+        assert 'train/loss_cls' in scalars and 'train/loss_bbox' in scalars
+        validation_metrics = ('val/coco/bbox_mAP', )
+    elif 'cascade' in config_name:
+        assert {'train/s0.loss_bbox', 'train/s2.loss_bbox', 'train/s2.loss_mask'} <= set(scalars)
+        validation_metrics = ('val/coco/bbox_mAP', 'val/coco/segm_mAP')
+    elif task_scope(cfg) == 'mmdet':
         assert 'train/loss_mask' in scalars
         validation_metrics = ('val/coco/bbox_mAP', 'val/coco/segm_mAP')
     else:

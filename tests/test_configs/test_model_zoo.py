@@ -34,7 +34,9 @@ from cvt_mm.models import CvT
 ZOO_ROOT = config_dir().parent
 MODEL_INDEX = ZOO_ROOT / 'model-index.yml'
 # Model type per dense config (mmdet's and mmseg's class names).
-DENSE_MODEL_TYPES = {'maskrcnn': 'MaskRCNN', 'upernet': 'EncoderDecoder'}
+# The detector or segmentor type each dense config name announces.
+DENSE_MODEL_TYPES = {'cascade-mask-rcnn': 'CascadeRCNN', 'maskrcnn': 'MaskRCNN',
+                     'retinanet': 'RetinaNet', 'upernet': 'EncoderDecoder'}
 
 
 def read_models(metafile: Path) -> list:
@@ -84,8 +86,8 @@ def test_every_classification_config_is_in_the_metafile():
 
 
 def test_every_dense_config_is_in_the_dense_metafile():
-    configs = sorted(f'configs/{path.name}' for pattern in ('cvt*_maskrcnn*.py', 'cvt*_upernet*.py')
-                     for path in config_dir().glob(pattern))
+    configs = sorted(f'configs/{path.name}' for kind in DENSE_MODEL_TYPES
+                     for path in config_dir().glob(f'cvt*_{kind}*.py'))
     assert configs
     assert sorted(model['Config'] for model in DENSE_MODELS.values()) == configs
 
@@ -142,7 +144,7 @@ def test_dense_config_builds_in_its_task_library(name):
     cfg.model.backbone.pop('init_cfg')  # the converted checkpoint: not loaded, not needed
     with torch.device('meta'):
         model = build_model(cfg)
-    kind = 'maskrcnn' if 'maskrcnn' in config else 'upernet'
+    kind = next(kind for kind in DENSE_MODEL_TYPES if f'_{kind}' in config)
     assert type(model).__name__ == DENSE_MODEL_TYPES[kind]
     assert isinstance(model.backbone, CvT)
     assert model.backbone.arch_settings == CvT.arch_zoo[cfg.model.backbone.arch]

@@ -206,3 +206,19 @@ def test_token_maps_reach_convs_channels_last(batch, with_cls_token):
     attn = ConvAttention(16, 2, with_cls_token).eval()
     with torch.no_grad():
         assert attn(tokens, hw_shape).shape == tokens.shape
+
+
+def test_per_stage_kv_stride_keeps_the_checkpoint_and_shortens_the_keys():
+    default = tiny(out_type='featmap', out_indices=(0, 1, 2)).eval()
+    fast = tiny(out_type='featmap', out_indices=(0, 1, 2), stride_kv=(4, 2, 2)).eval()
+    fast.load_state_dict(default.state_dict(), strict=True)  # the same parameters
+    keys = {}
+    fast.stages[0].blocks[0].attn.conv_proj_k.register_forward_hook(
+        lambda module, args, output: keys.update(shape=tuple(output.shape[2:])))
+    x = torch.randn(1, 3, 128, 96)
+    expected, outputs = default(x), fast(x)
+    assert [o.shape for o in outputs] == [o.shape for o in expected]
+    assert keys['shape'] == (8, 6)  # the 32x24 stride-4 map, keys at stride 4 again
+    assert not torch.allclose(outputs[0], expected[0])
+    with pytest.raises(ValueError, match='stride_kv has 2 entries'):
+        tiny(stride_kv=(4, 2))

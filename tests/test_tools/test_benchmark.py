@@ -13,6 +13,7 @@ from pathlib import Path
 from cvt_mm.benchmark import load_results, merge_sections, save_results
 from cvt_mm.benchmark.report import MARK_END, MARK_START
 from cvt_mm.benchmark.runner import render_only
+from cvt_mm.benchmark.sections import DETECTORS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL = REPO_ROOT / 'tools' / 'benchmark.py'
@@ -50,7 +51,7 @@ def test_benchmark_quick_runs_end_to_end(tmp_path):
     assert (tmp_path / 'benchmark_sizes.png').stat().st_size > 1000
     raw = json.loads((tmp_path / 'raw.json').read_text())
     assert raw['cls']['diffs']['cvt_mm'] < 1e-4
-    assert set(raw['det']) == {'CvT-13', 'Swin-T', 'R-50'}
+    assert set(raw['det']) == set(DETECTORS)
     data = load_results(tmp_path / 'bench.json')
     assert data['quick'] and data['threads'] == 1
     assert list(data['sections']) == ['cls', 'dense', 'train', 'det']

@@ -160,6 +160,18 @@ def test_amp_refuses_cpu_clearly(monkeypatch):
     assert cfg.optim_wrapper.type == 'OptimWrapper'
 
 
+@pytest.mark.parametrize('dtype, loss_scale', [('float16', 'dynamic'), ('bfloat16', 1.0)])
+def test_amp_dtype_choice(monkeypatch, dtype, loss_scale):
+    """float16 needs dynamic loss scaling against overflow; bfloat16 has float32's range."""
+    monkeypatch.setattr(engine_config, 'is_cuda_available', lambda: True)
+    cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD'))))
+    engine.enable_amp(cfg, dtype=dtype)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.dtype == dtype and cfg.optim_wrapper.loss_scale == loss_scale
+    with pytest.raises(ValueError, match='float16'):
+        engine.enable_amp(cfg, dtype='int8')
+
+
 def test_task_scope_comes_from_default_scope():
     assert engine.task_scope(Config(dict(default_scope='mmseg'))) == 'mmseg'
     with pytest.raises(ValueError, match='default_scope'):

@@ -38,8 +38,13 @@ def tokens_to_map(tokens: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
     permute rather than transpose and reshape: for a batch of one, reshape may give the batch
     dimension any stride, and PyTorch's layout heuristic (``suggest_memory_format``) then
     takes the map for NCHW, so every conv copied its input to NCHW and returned NCHW.
+
+    ``view`` with the sizes spelled out, not ``unflatten`` (the same view): the TorchScript ONNX
+    exporter writes ``unflatten`` with a ``Mod`` its shape inference cannot follow, falls back
+    to the traced sizes and folds every later ``Shape`` into a constant, so that a graph with
+    dynamic axes only runs at the traced size.
     """
-    return tokens.unflatten(1, hw_shape).permute(0, 3, 1, 2)
+    return tokens.view(tokens.shape[0], hw_shape[0], hw_shape[1], -1).permute(0, 3, 1, 2)
 
 
 def map_to_tokens(feature_map: torch.Tensor) -> torch.Tensor:
@@ -88,6 +93,14 @@ class DepthwiseConvBN(nn.Sequential):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, kernel_size, stride, padding,
                               groups=channels, bias=False)
+        # The token maps reach this conv channels-last, and so its weight's gradient comes out
+        # channels-last; a weight with those strides lets DDP's gradient buckets take it
+        # without a copy on every step (torch warns "Grad strides do not match bucket view
+        # strides" otherwise).
+        weight = self.conv.weight.detach()
+        self.conv.weight = nn.Parameter(torch.empty_strided(
+            weight.shape, (weight.shape[2] * weight.shape[3], 1, weight.shape[3], 1),
+            dtype=weight.dtype, device=weight.device).copy_(weight))
         self.bn = nn.BatchNorm2d(channels)
 
     @property
@@ -211,6 +224,22 @@ class ConvAttention(BaseModule):
             k_map, v_map = conv_k.bn(k_map), conv_v.bn(v_map)
         return map_to_tokens(k_map), map_to_tokens(v_map)
 
+    @staticmethod
+    def _stack_kv_input(k_tokens: torch.Tensor, v_tokens: torch.Tensor,
+                        cls_token: Optional[torch.Tensor]) -> torch.Tensor:
+        """The (2, B, L, C) input of ``_project_kv``'s batched matmul, built out of place.
+
+        The same values as the eager buffer (copies only), for ONNX export: the TorchScript
+        exporter turns the slice assignments into ScatterND with index tensors of the traced
+        sizes, and the cls token's into an Expand to the traced shape, so another batch or
+        image size fails in onnxruntime ("invalid expand shape"). In eager mode the buffer
+        saves a copy of k and v in the stage with a cls token.
+        """
+        kv_in = torch.stack((k_tokens, v_tokens))
+        if cls_token is None:
+            return kv_in
+        return torch.cat((cls_token.unsqueeze(0).expand(2, -1, -1, -1), kv_in), dim=2)
+
     def _project_kv(self, feature_map: torch.Tensor,
                     cls_token: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         """k and v tokens (cls first, if any) for the ``dw_bn`` method.
@@ -222,19 +251,21 @@ class ConvAttention(BaseModule):
         k_tokens, v_tokens = self._conv_kv(feature_map)
         batch, length, channels = k_tokens.shape
         num_cls = 0 if cls_token is None else 1
-        kv_in = k_tokens.new_empty(2, batch, num_cls + length, channels)
-        if cls_token is not None:
-            kv_in[:, :, :1] = cls_token
-        kv_in[0, :, num_cls:] = k_tokens
-        kv_in[1, :, num_cls:] = v_tokens
-        kv_in = kv_in.flatten(1, 2)
+        if torch.onnx.is_in_onnx_export():
+            kv_in = self._stack_kv_input(k_tokens, v_tokens, cls_token)
+        else:
+            kv_in = k_tokens.new_empty(2, batch, num_cls + length, channels)
+            if cls_token is not None:
+                kv_in[:, :, :1] = cls_token
+            kv_in[0, :, num_cls:] = k_tokens
+            kv_in[1, :, num_cls:] = v_tokens
         weight = torch.stack((self.proj_k.weight, self.proj_v.weight)).transpose(1, 2)
         if self.proj_k.bias is None:
-            kv = torch.bmm(kv_in, weight)
+            kv = torch.bmm(kv_in.flatten(1, 2), weight)
         else:
             bias = torch.stack((self.proj_k.bias, self.proj_v.bias)).unsqueeze(1)
-            kv = torch.baddbmm(bias, kv_in, weight)
-        k, v = kv.view(2, batch, num_cls + length, channels).unbind(0)
+            kv = torch.baddbmm(bias, kv_in.flatten(1, 2), weight)
+        k, v = kv.view_as(kv_in).unbind(0)
         return k, v
 
     def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
@@ -305,8 +336,11 @@ class Mlp(nn.Sequential):
         network, and with narrow tokens (C = 64, 192) the MLP is memory-bound. In chunks they
         stay in cache and one buffer is reused instead of page-faulting fresh ones (the
         activation's share of the forward halves against HF's, docs/benchmarks.md's profile).
-        Dropouts are identities.
+        Dropouts are identities. Under ONNX export all rows form one chunk: the loop's trip
+        count would be frozen at the traced token count, and ``out=`` has no ONNX form.
         """
+        if torch.onnx.is_in_onnx_export():
+            return x + self.fc2(self.activate_(self.fc1(norm(x))))
         flat = x.reshape(-1, x.shape[-1])
         out = torch.empty_like(flat)
         for start in range(0, flat.shape[0], chunk_rows):
@@ -355,6 +389,11 @@ class CvTBlock(BaseModule):
         return inner_forward(x)
 
 
+def contiguous_gradient(grad: torch.Tensor) -> torch.Tensor:
+    """A tensor hook: the gradient in the standard contiguous layout."""
+    return grad.clone(memory_format=torch.contiguous_format)
+
+
 class CvTStage(BaseModule):
     """Convolutional token embedding, optional cls token, then a stack of CvT blocks."""
 
@@ -366,6 +405,11 @@ class CvTStage(BaseModule):
         self.patch_embed = ConvTokenEmbedding(in_channels, embed_dims, patch_size,
                                               patch_stride, patch_padding, norm_cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims)) if with_cls_token else None
+        if self.cls_token is not None:
+            # Its gradient, summed from a slice of the token gradient, keeps that slice's
+            # strides; DDP's gradient buckets want the parameter's own layout (see
+            # DepthwiseConvBN) and would copy it on every step.
+            self.cls_token.register_hook(contiguous_gradient)
         self.blocks = ModuleList([
             CvTBlock(embed_dims, num_heads, with_cls_token, drop_path_rate=rate,
                      norm_cfg=norm_cfg, **block_cfg) for rate in drop_path_rates
@@ -440,10 +484,13 @@ class CvT(BaseModule):
             average pooled) or 'linear' (none). Defaults to 'dw_bn'.
         kernel_size (int): The kernel size of the q/k/v projections. Defaults to 3.
         stride_q (int): The stride of q's projection. Defaults to 1.
-        stride_kv (int): The stride of k's and v's projections; 2 shortens the keys 4x.
-            Defaults to 2.
+        stride_kv (int | Sequence[int]): The stride of k's and v's projections, for all stages
+            or one per stage; 2 shortens the keys 4x. The conv weights do not depend on it, so
+            a checkpoint trained with 2 loads with any value (e.g. ``(4, 2, 2)``, which makes
+            the stride-4 stage's attention 4x cheaper at detection resolution). Defaults to 2.
         padding_q (int): The padding of q's projection. Defaults to 1.
-        padding_kv (int): The padding of k's and v's projections. Defaults to 1.
+        padding_kv (int | Sequence[int]): The padding of k's and v's projections, for all
+            stages or one per stage. Defaults to 1.
         drop_rate (float): The dropout rate after the attention and MLP projections.
             Defaults to 0.
         attn_drop_rate (float): The dropout rate of the attention weights. Defaults to 0.
@@ -500,9 +547,9 @@ class CvT(BaseModule):
                  attn_method: str = 'dw_bn',
                  kernel_size: int = 3,
                  stride_q: int = 1,
-                 stride_kv: int = 2,
+                 stride_kv: Union[int, Sequence[int]] = 2,
                  padding_q: int = 1,
-                 padding_kv: int = 1,
+                 padding_kv: Union[int, Sequence[int]] = 1,
                  drop_rate: float = 0.,
                  attn_drop_rate: float = 0.,
                  drop_path_rate: Union[None, float, Sequence[float]] = None,
@@ -559,14 +606,18 @@ class CvT(BaseModule):
             drop_path_rate = self.arch_settings.get('drop_path_rates', 0.)
         drop_path_rates = stage_drop_path_rates(drop_path_rate, depths)
 
-        attn_cfg = dict(method=attn_method, kernel_size=kernel_size, stride_q=stride_q,
-                        stride_kv=stride_kv, padding_q=padding_q, padding_kv=padding_kv,
-                        qkv_bias=qkv_bias, fuse_kv_conv=fuse_kv_conv)
-        block_cfg = dict(mlp_ratio=mlp_ratio, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
-                         act_cfg=act_cfg, attn_cfg=attn_cfg, with_cp=with_cp)
+        stride_kv = self._per_stage(stride_kv, 'stride_kv')
+        padding_kv = self._per_stage(padding_kv, 'padding_kv')
         self.stages = ModuleList()
         stage_in_channels = in_channels
         for i in range(self.num_stages):
+            attn_cfg = dict(method=attn_method, kernel_size=kernel_size, stride_q=stride_q,
+                            stride_kv=stride_kv[i], padding_q=padding_q,
+                            padding_kv=padding_kv[i], qkv_bias=qkv_bias,
+                            fuse_kv_conv=fuse_kv_conv)
+            block_cfg = dict(mlp_ratio=mlp_ratio, drop_rate=drop_rate,
+                             attn_drop_rate=attn_drop_rate, act_cfg=act_cfg, attn_cfg=attn_cfg,
+                             with_cp=with_cp)
             self.stages.append(CvTStage(
                 stage_in_channels, embed_dims[i], depths[i], num_heads[i],
                 self.patch_sizes[i], self.patch_strides[i], self.patch_paddings[i],
@@ -580,6 +631,14 @@ class CvT(BaseModule):
                 self.add_module(f'out_norm{i}', build_norm_layer(norm_cfg, embed_dims[i])[1])
         self.out_norm = out_norm and out_type == 'featmap'
         self._freeze_stages()
+
+    def _per_stage(self, value: Union[int, Sequence[int]], name: str) -> List[int]:
+        """An int for every stage, or one per stage."""
+        if isinstance(value, int):
+            return [value] * self.num_stages
+        if len(value) != self.num_stages:
+            raise ValueError(f'{name} has {len(value)} entries for {self.num_stages} stages')
+        return list(value)
 
     @classmethod
     def parse_arch(cls, arch: Union[str, dict]) -> dict:
@@ -666,3 +725,55 @@ class CvT(BaseModule):
                           logger='current')
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """The layer-wise depth of a parameter, for layer-wise learning-rate decay.
+
+        The scheme of mmpretrain's ViT and ConvNeXt, which their ``layer_decay_rate``
+        constructors (mmpretrain's ``LearningRateDecayOptimWrapperConstructor``, cvt_mm's
+        ``LayerDecayOptimWrapperConstructor``) turn into ``lr * rate ** (num_layers - depth - 1)``:
+        depth 0 is the input side, ``num_layers - 1`` the heads, which keep the base lr.
+
+        Going through the network in the order the tokens do, one depth per step:
+
+        - ``stages.i.patch_embed.*`` (conv + LayerNorm): a depth of its own, before the stage's
+          first block. Each embedding is a layer with its own weights (the stride-2 ones of
+          stages 1 and 2 are downsamplings, as ConvNeXt's ``downsample_layers``), so an earlier
+          stage's embedding never shares a depth with a later one.
+        - ``stages.i.cls_token``: the depth of stage i's embedding, where it joins the tokens
+          (ViT gives its cls token the patch embedding's depth 0 for the same reason).
+        - ``stages.i.blocks.j.*``: one depth per block, the projections' BatchNorms included.
+        - ``cls_norm.*`` and ``out_norm{i}.*``: ``num_layers - 1``, the heads' depth, as
+          ViT's and ConvNeXt's final norms. The ``out_norm`` layers are not in a
+          classification checkpoint (they start from scratch in a dense model) and feed the
+          neck; the cls-token norm feeds the classifier's head.
+        - names without ``prefix`` (neck, heads): ``num_layers - 1``.
+
+        So stage i's embedding is at ``sum(depths[:i]) + i`` and ``num_layers`` is
+        ``sum(depths) + num_stages + 1``: 17 for CvT-13 (``depths=[1, 2, 10]``), whose stage-0
+        embedding is at depth 0, stage 2's embedding and cls token at 5, its last block at 15,
+        and whose final norms and heads are at 16.
+
+        Args:
+            param_name (str): The name of the parameter, e.g. ``'backbone.stages.2.cls_token'``.
+            prefix (str): The prefix of the backbone's parameters in ``param_name``, e.g.
+                ``'backbone.'``; a name without it belongs to another module (neck, head).
+                Defaults to ''.
+
+        Returns:
+            Tuple[int, int]: The depth of the parameter and the number of depths.
+        """
+        depths = self.arch_settings['depths']
+        num_layers = sum(depths) + self.num_stages + 1
+        last = num_layers - 1
+        if not param_name.startswith(prefix):
+            return last, num_layers
+        name = param_name[len(prefix):]
+        parts = name.split('.')
+        if parts[0] != 'stages':
+            return last, num_layers  # cls_norm, out_norm{i}
+        stage = int(parts[1])
+        embed_depth = sum(depths[:stage]) + stage
+        if parts[2] == 'blocks':
+            return embed_depth + 1 + int(parts[3]), num_layers
+        return embed_depth, num_layers  # patch_embed.*, cls_token

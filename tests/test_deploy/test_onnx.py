@@ -1,0 +1,137 @@
+"""ONNX export with dynamic batch and image size: the graph runs in onnxruntime and matches
+PyTorch at sizes and batches other than the traced one, through plain ``torch.onnx.export``
+(the TorchScript exporter, as mmdeploy uses it), the dynamo exporter and
+tools/deployment/pytorch2onnx.py."""
+import os
+import re
+import subprocess
+import sys
+
+import onnx
+import pytest
+import torch
+import torch.nn as nn
+from helpers import TOOLS_DIR, load_repo_config, toy_config
+from mmpretrain.registry import MODELS as CLS_MODELS
+
+from cvt_mm.apis import classifier_cfg
+from cvt_mm.deploy import DYNAMIC_AXES, DynamicAdaptiveAvgPool2d, export_onnx, onnx_max_diffs
+from cvt_mm.models.backbones.cvt import CvT, CvTBlock
+from cvt_mm.testing import TINY_ARCH, randomize_norms
+
+TRACED_SHAPE = (64, 64)
+# (batch, height, width): odd sizes and three batches. 200x190 gives stage 0 2,400 tokens,
+# more than one chunk of the inference MLP (CvTBlock.mlp_chunk_rows), where the traced
+# 64x64 input has 256.
+SIZES = [(1, 64, 64), (2, 97, 75), (3, 57, 83), (1, 200, 190)]
+TOLERANCE = 1e-4
+DENSE_CONFIGS = {'mmdet': 'cvt13_maskrcnn_coco.py', 'mmseg': 'cvt13_upernet_ade20k.py'}
+
+
+def tiny_backbone(**kwargs) -> CvT:
+    kwargs.setdefault('out_type', 'featmap')
+    kwargs.setdefault('out_indices', (0, 1, 2) if kwargs['out_type'] == 'featmap' else -1)
+    model = CvT(arch=TINY_ARCH, **kwargs)
+    model.init_weights()
+    with torch.no_grad():  # the official init zeroes Linear biases; random ones must matter
+        for name, param in model.named_parameters():
+            if name.endswith('bias'):
+                param.normal_(0, 0.1)
+    return randomize_norms(model).eval()  # eval: BNs folded, running stats that matter
+
+
+def plain_export(model: nn.Module, path) -> None:
+    torch.onnx.export(model, torch.randn(1, 3, *TRACED_SHAPE), str(path), dynamo=False,
+                      input_names=['input'], dynamic_axes={'input': DYNAMIC_AXES},
+                      opset_version=17)
+
+
+def assert_close_at_all_sizes(model: nn.Module, path) -> None:
+    rows = onnx_max_diffs(model, path, SIZES)
+    assert [(row['batch'], row['height'], row['width']) for row in rows] == SIZES
+    for row in rows:
+        assert row['max_abs_diff'] < TOLERANCE, row
+        assert row['max_abs_output'] > 0.1, row  # a real comparison, not of zeros
+
+
+@pytest.mark.parametrize('out_type', ['featmap', 'cls_token'])
+def test_plain_torchscript_export_runs_at_any_batch_and_size(out_type, tmp_path):
+    model = tiny_backbone(out_type=out_type)
+    plain_export(model, tmp_path / 'cvt.onnx')
+    assert_close_at_all_sizes(model, tmp_path / 'cvt.onnx')
+
+
+def test_plain_export_of_the_classifier(tmp_path):
+    classifier = CLS_MODELS.build(classifier_cfg(TINY_ARCH, num_classes=5))
+    classifier.init_weights()
+    randomize_norms(classifier.backbone)
+    classifier.eval()
+    plain_export(classifier, tmp_path / 'classifier.onnx')
+    assert_close_at_all_sizes(classifier, tmp_path / 'classifier.onnx')
+
+
+def test_the_exported_graph_has_the_folded_and_fused_eval_path(tmp_path):
+    model = tiny_backbone()
+    plain_export(model, tmp_path / 'cvt.onnx')
+    ops = [node.op_type for node in onnx.load(str(tmp_path / 'cvt.onnx')).graph.node]
+    assert 'BatchNormalization' not in ops  # folded into the depthwise convs
+    assert 'ScatterND' not in ops and 'Loop' not in ops
+    blocks = sum(TINY_ARCH['depths'])
+    # Per block: q, the batched k/v matmul (one for both), the attention's two, the output
+    # projection, fc1 and fc2.
+    assert ops.count('MatMul') == 7 * blocks
+    assert ops.count('Softmax') == blocks
+
+
+def test_export_only_code_paths_equal_the_eager_fast_paths(monkeypatch):
+    """What runs under ``torch.onnx.is_in_onnx_export()`` (the k/v input built out of place,
+    the MLP in one chunk) computes what the eager fast paths compute."""
+    model = tiny_backbone()
+    inputs = torch.randn(2, 3, 200, 190)  # several MLP chunks in stage 0, cls token in stage 2
+    attn = model.stages[2].blocks[0].attn
+    feature_map = torch.randn(2, TINY_ARCH['embed_dims'][2], 7, 6)
+    cls_token = torch.randn(2, 1, TINY_ARCH['embed_dims'][2])
+    with torch.no_grad():
+        eager = model(inputs)
+        eager_kv = attn._project_kv(feature_map, cls_token)
+        monkeypatch.setattr(torch.onnx, 'is_in_onnx_export', lambda: True)
+        exported = model(inputs)
+        exported_kv = attn._project_kv(feature_map, cls_token)
+    for expected, actual in zip(eager_kv, exported_kv):
+        assert torch.equal(expected, actual)  # the same copies into the same matmul
+    for expected, actual in zip(eager, exported):
+        torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+    assert inputs.shape[2] * inputs.shape[3] // 16 > CvTBlock.mlp_chunk_rows
+
+
+def test_dynamo_export_runs_at_any_batch_and_size(tmp_path):
+    model = tiny_backbone()
+    export_onnx(model, tmp_path / 'cvt.onnx', TRACED_SHAPE, dynamo=True)
+    assert_close_at_all_sizes(model, tmp_path / 'cvt.onnx')
+
+
+@pytest.mark.parametrize('size', [(64, 64), (13, 9), (5, 4), (25, 31)])
+@pytest.mark.parametrize('output_size', [1, 2, 3, 6, (2, 3)])
+def test_dynamic_adaptive_pool_equals_the_native_one(size, output_size):
+    inputs = torch.randn(2, 4, *size)
+    torch.testing.assert_close(DynamicAdaptiveAvgPool2d(output_size)(inputs),
+                               nn.AdaptiveAvgPool2d(output_size)(inputs), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize('scope', sorted(DENSE_CONFIGS))
+def test_the_tool_exports_upernet_and_mask_rcnn_features(scope, tmp_path):
+    config = tmp_path / f'{scope}.py'
+    toy_config(load_repo_config(DENSE_CONFIGS[scope]), tmp_path / 'data').dump(config)
+    out = tmp_path / f'{scope}.onnx'
+    shapes = ['1,64,64', '2,97,75', '3,57,83']
+    result = subprocess.run(
+        [sys.executable, str(TOOLS_DIR / 'deployment' / 'pytorch2onnx.py'), str(config), 'none',
+         str(out), '--shape', '64', '64', '--dynamic', '--verify', *shapes],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    diffs = [float(diff) for diff in re.findall(r'max \|onnxruntime - torch\| = (\S+)',
+                                                result.stdout)]
+    assert len(diffs) == len(shapes), result.stdout
+    assert max(diffs) < TOLERANCE, result.stdout
+    assert out.is_file()
