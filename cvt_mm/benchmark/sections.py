@@ -222,9 +222,10 @@ def measure_det(suite) -> dict:
          'passes it). RPN: the config\'s 1000 proposals either way.',
          f"GMACs counted with cvt_mm.analysis.count_macs (attention matmuls included) on "
          f"the padded input {shape[2]}x{shape[3]}.",
-         'Configs: configs/cvt13_maskrcnn_coco.py, mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn'
-         '_1x_coco.py, mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py; init_cfg checkpoints '
-         'removed, init_weights() applied.'])])
+         'Configs: ' + ', '.join(
+             f'configs/{config}' if not config.startswith('mmdet::') else config
+             for config in DETECTORS.values())
+         + '; init_cfg checkpoints removed, init_weights() applied.'])])
 
 
 def measure_profile(suite) -> dict:
