@@ -23,7 +23,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from cvt_mm.models.backbones.cvt import ConvAttention, CvT, map_to_tokens, tokens_to_map
+from cvt_mm.models.backbones.cvt import ConvAttention, CvT
 
 HWShape = Tuple[int, int]
 # Query rows per chunk of the rollout's r A: at most this many x keys weights at once.
@@ -60,27 +60,6 @@ def capture_attention_inputs(backbone: CvT, blocks: Sequence[Tuple[int, int]]
             handle.remove()
 
 
-def _split_cls(attn: ConvAttention, tokens: torch.Tensor, hw_shape: HWShape):
-    cls_token = tokens[:, :1] if attn.with_cls_token else None
-    spatial = tokens[:, 1:] if attn.with_cls_token else tokens
-    return cls_token, tokens_to_map(spatial, hw_shape).contiguous()
-
-
-def _project(attn: ConvAttention, conv_proj, linear, cls_token, feature_map,
-             positions: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """One of q/k's projections, as ConvAttention computes it: (B, [1 +] L, C) tokens, or
-    only the rows ``positions`` of it (indices with the cls token at 0, where there is one)."""
-    if conv_proj is None:  # 'linear' (and q in 'avg'): the map itself
-        projected = map_to_tokens(feature_map)
-    else:
-        projected = map_to_tokens(conv_proj(feature_map))
-    if cls_token is not None:
-        projected = torch.cat((cls_token, projected), dim=1)
-    if positions is not None:
-        projected = projected[:, positions]
-    return linear(projected)
-
-
 def key_map_size(attn: ConvAttention, hw_shape: HWShape) -> HWShape:
     """The (h, w) of the key grid of a block whose tokens form a ``hw_shape`` map."""
     conv = attn.conv_proj_k
@@ -110,9 +89,9 @@ def attention_weights(attn: ConvAttention, tokens: torch.Tensor, hw_shape: HWSha
         Tensor: ``(B, heads, N, keys)`` weights, keys ordered as ``k``: the cls token first
         (if any), then the key map row by row (:func:`key_map_size`).
     """
-    cls_token, feature_map = _split_cls(attn, tokens, hw_shape)
-    q = _project(attn, attn.conv_proj_q, attn.proj_q, cls_token, feature_map, queries)
-    k = _project(attn, attn.conv_proj_k, attn.proj_k, cls_token, feature_map)
+    cls_token, spatial, feature_map = attn.split_tokens(tokens, hw_shape)
+    q = attn.project(attn.conv_proj_q, attn.proj_q, spatial, feature_map, cls_token)[:, queries]
+    k = attn.project(attn.conv_proj_k, attn.proj_k, spatial, feature_map, cls_token)
     q, k = attn._split_heads(q), attn._split_heads(k)  # (B, heads, N | keys, d)
     return torch.softmax(q @ k.transpose(-2, -1) * attn.scale, dim=-1)
 

@@ -268,7 +268,8 @@ class ConvAttention(BaseModule):
         k, v = kv.view_as(kv_in).unbind(0)
         return k, v
 
-    def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
+    def split_tokens(self, x: torch.Tensor, hw_shape: HWShape):
+        """The attention's input as (cls token or None, spatial tokens, their NCHW map)."""
         cls_token = None
         if self.with_cls_token:
             cls_token, x = x[:, :1], x[:, 1:]
@@ -277,15 +278,23 @@ class ConvAttention(BaseModule):
             # The token view is channels-last; slicing the cls token off a batch > 1 breaks
             # that layout, and each conv would copy its input: copy once for all of them.
             feature_map = feature_map.contiguous(memory_format=torch.channels_last)
+        return cls_token, x, feature_map
+
+    @staticmethod
+    def project(conv_proj: Optional[nn.Module], linear: nn.Linear, tokens: torch.Tensor,
+                feature_map: torch.Tensor, cls_token: Optional[torch.Tensor]) -> torch.Tensor:
+        """One of q, k, v: the spatial projection of the map (the tokens themselves without
+        one), the cls token in front, then the linear projection."""
+        projected = tokens if conv_proj is None else map_to_tokens(conv_proj(feature_map))
+        if cls_token is not None:
+            projected = torch.cat((cls_token, projected), dim=1)
+        return linear(projected)
+
+    def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
+        cls_token, x, feature_map = self.split_tokens(x, hw_shape)
 
         def project(conv_proj: Optional[nn.Module], linear: nn.Linear) -> torch.Tensor:
-            if conv_proj is None:
-                projected = x
-            else:
-                projected = map_to_tokens(conv_proj(feature_map))
-            if cls_token is not None:
-                projected = torch.cat((cls_token, projected), dim=1)
-            return linear(projected)
+            return self.project(conv_proj, linear, x, feature_map, cls_token)
 
         q = project(self.conv_proj_q, self.proj_q)
         if self.dw_bn:
