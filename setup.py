@@ -72,6 +72,8 @@ setup(
             'ruff>=0.6',
             # Reference implementation for parity tests; 4.49+ breaks `import mmpretrain.models`.
             'transformers>=4.40,<4.49',
+            # timm's Swin-T in the benchmark's device section (tools/benchmark.py --device).
+            'timm',
         ],
         # ONNX export (tools/deployment/pytorch2onnx.py) and running the exported graphs.
         'deploy': ['onnx', 'onnxruntime', 'onnxscript'],

@@ -14,7 +14,7 @@ need them (matplotlib, rich and transformers are optional extras).
 """
 from .results import load_results, merge_sections, save_results
 from .runner import Suite, render_only, run_benchmark, settings
-from .sections import SECTIONS
+from .sections import DEVICE_SECTION, SECTIONS
 
-__all__ = ['SECTIONS', 'Suite', 'load_results', 'merge_sections', 'render_only',
+__all__ = ['DEVICE_SECTION', 'SECTIONS', 'Suite', 'load_results', 'merge_sections', 'render_only',
            'run_benchmark', 'save_results', 'settings']

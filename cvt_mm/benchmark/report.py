@@ -23,10 +23,14 @@ def markdown_row(cells: Iterable) -> str:
 def environment_lines(env: dict) -> List[str]:
     """The environment of a section as two sentences: CPU and threads; versions."""
     capability = env.get('cpu_capability', UNKNOWN)
-    return [f"CPU: {env['cpu']}, {env['logical_cores']} logical cores, torch CPU capability "
-            f"{capability}; {env['threads']} threads (torch, OMP, MKL).",
-            f"torch {env['torch']}, transformers {env['transformers']}, "
-            f"python {env['python']}."]
+    lines = [f"CPU: {env['cpu']}, {env['logical_cores']} logical cores, torch CPU capability "
+             f"{capability}; {env['threads']} threads (torch, OMP, MKL).",
+             f"torch {env['torch']}, transformers {env['transformers']}, "
+             f"python {env['python']}."]
+    if 'gpu' in env:
+        lines.insert(0, f"GPU: {env['gpu']}, CUDA {env['cuda']}, cuDNN {env['cudnn']}, "
+                        f"timm {env['timm']}.")
+    return lines
 
 
 def common_environment(sections: Dict[str, dict]) -> Optional[dict]:

@@ -88,7 +88,10 @@ def merge_sections(previous: Optional[dict], measured: Dict[str, dict], quick: b
               f'threads={threads}', file=sys.stderr)
     sections.update(measured)
     data = empty_results(quick, threads)
-    data['sections'] = {name: sections[name] for name in SECTIONS if name in sections}
+    # The CPU sections in SECTIONS order, then the device sections ('device-cuda', ...).
+    order = [name for name in SECTIONS if name in sections] + sorted(
+        name for name in sections if name not in SECTIONS)
+    data['sections'] = {name: sections[name] for name in order}
     return data
 
 
@@ -110,11 +113,16 @@ def package_version(name: str) -> str:
         return 'not installed'
 
 
-def environment(threads: int) -> dict:
-    """What the numbers depend on besides the code: CPU, torch's kernel ISA, versions."""
+def environment(threads: int, device: str = 'cpu') -> dict:
+    """What the numbers depend on besides the code: CPU, torch's kernel ISA, versions; for a
+    CUDA ``device`` also the GPU, CUDA and cuDNN versions and timm's."""
     import torch
 
-    return dict(cpu=cpu_model(), logical_cores=os.cpu_count(),
-                cpu_capability=torch.backends.cpu.get_cpu_capability(), threads=threads,
-                torch=torch.__version__, transformers=package_version('transformers'),
-                python=platform.python_version())
+    env = dict(cpu=cpu_model(), logical_cores=os.cpu_count(),
+               cpu_capability=torch.backends.cpu.get_cpu_capability(), threads=threads,
+               torch=torch.__version__, transformers=package_version('transformers'),
+               python=platform.python_version())
+    if device != 'cpu':
+        env.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+                   cudnn=torch.backends.cudnn.version(), timm=package_version('timm'))
+    return env

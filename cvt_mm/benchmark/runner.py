@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from . import report, results
-from .sections import MEASURE, SECTIONS
+from .sections import DEVICE_SECTION, MEASURE, SECTIONS
 
 # The directory holding the cvt_mm package: workers run from it, so that
 # ``python -m cvt_mm.benchmark.workers`` imports this same cvt_mm.
@@ -32,13 +32,19 @@ def settings(quick: bool, repeats: Optional[int] = None) -> dict:
         cfg = dict(arch=TINY_ARCH, cls_batch=2, cls_size=64, dense_long_sides=[160],
                    dense_size=(96, 160), train_size=(96, 160), det_size=(128, 224),
                    compile_dense_size=(64, 96), compile_without_freezing=False,
-                   det_thresholds=('config',), repeats=1, cls_repeats=1, warmup=1)
+                   det_thresholds=('config',), repeats=1, cls_repeats=1, warmup=1,
+                   device_sizes=[32, 64], device_batch=2, device_dense_size=(64, 96),
+                   device_dense_batch=1, device_check_size=(64, 96), device_repeats=1,
+                   device_warmup=1)
     else:
         cfg = dict(arch='13', cls_batch=16, cls_size=224,
                    dense_long_sides=[224, 448, 640, 896, 1120, 1333], dense_size=(800, 1333),
                    train_size=(800, 1333), det_size=(800, 1333), compile_dense_size=(800, 1333),
                    compile_without_freezing=True, det_thresholds=('config', 'thr0'), repeats=5,
-                   cls_repeats=10, warmup=1)
+                   cls_repeats=10, warmup=1, device_sizes=[224, 448, 896], device_batch=32,
+                   device_dense_size=(800, 1333), device_dense_batch=2,
+                   device_check_size=(320, 480), device_repeats=10, device_warmup=3)
+    cfg['device_dtypes'] = ('fp32', 'bf16', 'fp16')
     if repeats:
         cfg['repeats'] = cfg['cls_repeats'] = repeats
     return cfg
@@ -51,13 +57,26 @@ class Suite:
         quick (bool): The ``--quick`` smoke-test settings. Defaults to False.
         threads (int): torch, OMP and MKL threads of every worker. Defaults to 2.
         repeats (int, optional): Timed repeats instead of the defaults of :func:`settings`.
+        device (str): Where the device section runs: 'cuda' (the current CUDA device) or
+            'cpu'. The other sections always measure the CPU. Defaults to 'cpu'.
     """
 
-    def __init__(self, quick: bool = False, threads: int = 2, repeats: Optional[int] = None):
+    def __init__(self, quick: bool = False, threads: int = 2, repeats: Optional[int] = None,
+                 device: str = 'cpu'):
         self.quick = quick
         self.threads = threads
         self.cfg = settings(quick, repeats)
+        self.device = device
         self.failures = 0
+
+    @property
+    def device_name(self) -> str:
+        """The device section's device in words: the GPU's name, or 'CPU'."""
+        if self.device == 'cpu':
+            return 'CPU'
+        import torch
+
+        return torch.cuda.get_device_name(self.device)
 
     @property
     def arch_name(self) -> str:
@@ -89,7 +108,8 @@ class Suite:
 
     def measure(self, name: str) -> dict:
         """One section: its tables and raw results, when and under what load it ran."""
-        env = results.environment(self.threads)
+        env = results.environment(self.threads,
+                                  self.device if name == DEVICE_SECTION else 'cpu')
         started = time.strftime('%Y-%m-%d %H:%M')
         load_before = os.getloadavg()[0]
         start = time.perf_counter()
@@ -99,14 +119,16 @@ class Suite:
                     **section)
 
     def run(self, sections: Sequence[str]) -> Dict[str, dict]:
-        """Measure ``sections`` (in :data:`SECTIONS` order); a section that produced no
-        table (all its workers failed) is left out."""
+        """Measure ``sections`` (in :data:`SECTIONS` order, the device section last); a
+        section that produced no table (all its workers failed) is left out. The device
+        section is stored as ``device-<device>``."""
         measured = {}
-        for name in SECTIONS:
+        for name in SECTIONS + (DEVICE_SECTION,):
             if name in sections:
                 section = self.measure(name)
                 if section['tables']:
-                    measured[name] = section
+                    key = f'{name}-{self.device}' if name == DEVICE_SECTION else name
+                    measured[key] = section
         return measured
 
 
@@ -147,7 +169,7 @@ def relative(path: Path, start: Path) -> str:
 def run_benchmark(sections: Sequence[str] = SECTIONS, quick: bool = False, threads: int = 2,
                   repeats: Optional[int] = None, out: Path = Path('benchmarks.md'),
                   data_path: Optional[Path] = None, plot: Optional[Path] = None,
-                  raw_path: Optional[Path] = None) -> int:
+                  raw_path: Optional[Path] = None, device: str = 'cpu') -> int:
     """Measure ``sections``, merge them into the results document and render it.
 
     Args:
@@ -162,6 +184,7 @@ def run_benchmark(sections: Sequence[str] = SECTIONS, quick: bool = False, threa
         plot (Path, optional): The size plot. Defaults to 'benchmark_sizes.png' next to
             ``out``.
         raw_path (Path, optional): Also write the workers' raw results of this run here.
+        device (str): The device section's device, 'cuda' or 'cpu'. Defaults to 'cpu'.
 
     Returns:
         int: The number of workers that failed (their rows are missing).
@@ -169,9 +192,10 @@ def run_benchmark(sections: Sequence[str] = SECTIONS, quick: bool = False, threa
     out = Path(out)
     data_path = Path(data_path) if data_path else out.with_suffix('.json')
     plot = Path(plot) if plot else out.parent / 'benchmark_sizes.png'
-    suite = Suite(quick, threads, repeats)
+    suite = Suite(quick, threads, repeats, device)
     measured = suite.run(sections)
     if raw_path:
+        Path(raw_path).parent.mkdir(parents=True, exist_ok=True)
         Path(raw_path).write_text(json.dumps(
             {name: section.get('raw') for name, section in measured.items()}, indent=1,
             default=str))

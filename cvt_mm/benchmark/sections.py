@@ -5,15 +5,26 @@
 returns ``dict(tables=[...], raw=...)``: the tables as data (:func:`table`) and the workers'
 raw results; the dense section adds ``per_size``, what the size plot is drawn from.
 """
+import sys
 from statistics import median
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
+
+from .workers import cpu_has_bf16
 
 SECTIONS = ('cls', 'compile', 'dense', 'train', 'det', 'profile')
+# Measured on ``--device`` (cuda or cpu) and stored as 'device-<type>' beside the CPU sections.
+DEVICE_SECTION = 'device'
+# The device section's classifiers and dense backbones: impl key of
+# cvt_mm.benchmark.device_workers -> row label.
+DEVICE_CLASSIFIERS = {'cvt_mm': 'cvt_mm CvT', 'hf': 'HF CvtForImageClassification',
+                      'swin': 'timm Swin-T'}
+DEVICE_BACKBONES = {'cvt_mm': 'cvt_mm CvT', 'cvt_mm_fast': 'cvt_mm CvT fast config',
+                    'swin': 'timm Swin-T', 'hf': 'HF CvtModel'}
 # Mask R-CNN configs of the det section: cvt_mm's (a name in cvt_mm's config directory) and
 # mmdet's own Swin-T and R-50 (mmengine's ``mmdet::`` config paths).
 DETECTORS = {
     'CvT-13': 'cvt13_maskrcnn_coco.py',
-    'CvT-13 fast (stride_kv 4, 2, 2)': 'cvt13_maskrcnn-fast_coco.py',
+    'CvT-13 fast (stride_kv 4)': 'cvt13_maskrcnn-fast_coco.py',
     'Swin-T': 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
     'R-50': 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
 }
@@ -176,10 +187,11 @@ def measure_train(suite) -> dict:
 def measure_det(suite) -> dict:
     """Mask R-CNN per image: CvT-13 vs mmdet's Swin-T and R-50."""
     c = suite.cfg
+    bf16 = cpu_has_bf16()
     results = {}
     for name, config in DETECTORS.items():
         r = suite.spawn('det', config=config, size=list(c['det_size']),
-                        thresholds=list(c['det_thresholds']),
+                        thresholds=list(c['det_thresholds']), bf16=bf16,
                         repeats=max(1, c['repeats'] // 2 + 1))
         if r is not None:
             results[name] = r
@@ -195,18 +207,20 @@ def measure_det(suite) -> dict:
 
     rows: List[List[str]] = []
     for name, r in results.items():
-        feat = median(r['extract_feat_times'])
+        feat = median(r[main]['extract_feat_times'])
+        rest = median(total - inside for total, inside in zip(r[main]['times'],
+                                                             r[main]['extract_feat_times']))
         rows.append(
             [name] + [f"{latency(r, label):.2f} ({r[label]['detections']})"
                       for label in thresholds] +
             ['-' if reference is None else
              f"{latency(r, main) / latency(reference, main):.2f}x",
-             f'{feat:.2f}', f'{latency(r, main) - feat:.2f}',
+             f'{feat:.2f}', f'{rest:.2f}',
              f"{r['macs_backbone'] / 1e9:.0f}", f"{r['macs_backbone_neck'] / 1e9:.0f}",
              f"{r['peak_rss_mb'] / 1024:.2f}"])
     first = next(iter(results.values()))
     shape, thr = first['input_shape'], first['config_score_thr']
-    return dict(raw=results, tables=[table(
+    latency_table = table(
         f"Mask R-CNN inference per {c['det_size'][0]}x{c['det_size'][1]} image, random "
         f"weights, {suite.threads} threads",
         ['backbone'] + [labels[label] for label in thresholds] +
@@ -214,7 +228,9 @@ def measure_det(suite) -> dict:
          'rest s (RPN, RoI heads, pipeline)', 'backbone GMACs', 'backbone+neck GMACs',
          'peak RSS GB'], rows,
         ['Latency = mmdet.apis.inference_detector on a uint8 image: test pipeline, data '
-         'preprocessor, model; median of the repeats after a warm-up.',
+         'preprocessor, model; median of the repeats after a warm-up. Backbone+neck = '
+         'model.extract_feat timed inside the same runs (at the last threshold), rest = '
+         'each run\'s total minus its backbone+neck.',
          f'With random weights every class score is about 1/81, under the config\'s RCNN '
          f'score_thr {thr}: no detections, the mask head idles. With score_thr 0 each image '
          'keeps max_per_img=100 detections and the mask head runs on 100 RoIs, as for a '
@@ -225,7 +241,48 @@ def measure_det(suite) -> dict:
          'Configs: ' + ', '.join(
              f'configs/{config}' if not config.startswith('mmdet::') else config
              for config in DETECTORS.values())
-         + '; init_cfg checkpoints removed, init_weights() applied.'])])
+         + '; init_cfg checkpoints removed, init_weights() applied.'])
+    return dict(raw=results, tables=[
+        latency_table, det_efficiency_table(suite, results, bf16, labels[main])])
+
+
+def det_efficiency_table(suite, results: Dict[str, dict], bf16: bool,
+                         threshold_label: str) -> dict:
+    """The detectors' backbones alone: achieved GFLOP/s against the matmul peak, and the
+    per-image latency with backbone and neck in bf16."""
+    c = suite.cfg
+    main = c['det_thresholds'][-1]
+    rows = []
+    for name, r in results.items():
+        backbone = median(r['backbone_times'])
+        peak = max(r['matmul_peak_gflops'], r['matmul_peak_after'])
+        gflops = 2 * r['macs_backbone'] / backbone / 1e9
+        row = [name, f'{backbone:.2f}', f"{r['macs_backbone'] / 1e9:.0f}", f'{gflops:.0f}',
+               f'{100 * gflops / peak:.0f}%']
+        if bf16:
+            fp32, reduced = median(r[main]['times']), median(r['bf16']['times'])
+            row += [f"{reduced:.2f} ({r['bf16']['detections']})",
+                    f"{median(r['bf16_extract_feat_times']):.2f}", f'{fp32 / reduced:.2f}x']
+        rows.append(row)
+    peaks = ', '.join(f"{r['matmul_peak_gflops']:.0f}/{r['matmul_peak_after']:.0f}"
+                      for r in results.values())
+    notes = [f'GFLOP/s = 2 x backbone MACs / backbone time (fp32, median), against the fp32 '
+             f'2048x2048 matmul peak measured in each worker before/after its runs (the larger '
+             f'of the two): {peaks} GFLOP/s.']
+    columns = ['backbone', 'backbone s (fp32)', 'GMACs', 'GFLOP/s', 'of matmul peak']
+    if bf16:
+        columns += [f'bf16: {threshold_label}', 'bf16: backbone+neck s',
+                    'bf16 speed-up per image']
+        notes.append('bf16: backbone and neck under torch.autocast(bfloat16) for every model '
+                     'alike, their maps cast back to fp32 for the RPN and RoI heads (mmcv\'s CPU '
+                     'NMS and RoIAlign take fp32 only); same image and threshold as the '
+                     f'"{threshold_label}" column above.')
+    else:
+        notes.append('No bf16 column: this CPU has neither AVX-512 BF16 nor AMX, so bf16 '
+                     'would run emulated.')
+    return table(f"Mask R-CNN backbones at {c['det_size'][0]}x{c['det_size'][1]}: achieved "
+                 f"GFLOP/s{' and bf16' if bf16 else ''}, {suite.threads} threads",
+                 columns, rows, notes)
 
 
 def measure_profile(suite) -> dict:
@@ -268,5 +325,148 @@ def measure_profile(suite) -> dict:
     return dict(tables=tables, raw=raw)
 
 
+def measure_device(suite) -> dict:
+    """Throughput, detection-size backbones and numerical checks on ``suite.device``."""
+    c = suite.cfg
+    device = suite.device
+    dtypes = list(c['device_dtypes'])
+    throughput = {impl: suite.spawn('throughput', impl=impl, device=device,
+                                    sizes=c['device_sizes'], dtypes=dtypes,
+                                    batch=c['device_batch'], repeats=c['device_repeats'],
+                                    warmup=c['device_warmup'])
+                  for impl in DEVICE_CLASSIFIERS}
+    dense = {impl: suite.spawn('dense_device', impl=impl, device=device,
+                               size=list(c['device_dense_size']),
+                               batch=c['device_dense_batch'], dtypes=dtypes[:2],
+                               repeats=c['repeats'], warmup=c['warmup'])
+             for impl in DEVICE_BACKBONES}
+    checks = suite.spawn('checks', device=device, dtypes=dtypes, cls_size=c['cls_size'],
+                         dense_size=list(c['device_check_size']))
+    tables = [throughput_table(suite, throughput), dense_table(suite, dense)]
+    if checks is not None:
+        failed = [check['check'] for check in checks['checks'] if not check['passed']]
+        if failed:
+            suite.failures += len(failed)
+            print(f'device checks failed: {failed}', file=sys.stderr)
+        tables.append(checks_table(suite, checks['checks']))
+    return dict(raw=dict(throughput=throughput, dense=dense, checks=checks),
+                tables=[tab for tab in tables if tab is not None])
+
+
+def images_per_second(entry: dict) -> Optional[float]:
+    """img/s from a throughput entry's median batch time; None for a failed one."""
+    if 'times' not in entry:
+        return None
+    return entry['batch'] / median(entry['times'])
+
+
+def throughput_table(suite, throughput: Dict[str, Optional[dict]]) -> Optional[dict]:
+    c = suite.cfg
+    sizes, largest = [str(size) for size in c['device_sizes']], str(c['device_sizes'][-1])
+    rows, smaller_batch = [], False
+    for impl, label in DEVICE_CLASSIFIERS.items():
+        r = throughput[impl]
+        if r is None:
+            continue
+        for dtype in c['device_dtypes']:
+            cells = []
+            for size in sizes:
+                entry = r['results'][size][dtype]
+                speed = images_per_second(entry)
+                if speed is None:
+                    cells.append('out of memory' if 'out of memory' in entry['error']
+                                 else 'failed')
+                    continue
+                smaller_batch |= entry['batch'] != c['device_batch']
+                cells.append(f'{speed:.1f}' + ('' if entry['batch'] == c['device_batch']
+                                               else f" (batch {entry['batch']})"))
+            ratios = []
+            ours = images_per_second(r['results'][largest][dtype])
+            for other in ('hf', 'swin'):
+                theirs = (None if impl != 'cvt_mm' or throughput[other] is None
+                          else images_per_second(throughput[other]['results'][largest][dtype]))
+                ratios.append('-' if ours is None or theirs is None else f'{ours / theirs:.2f}x')
+            rows.append([label, dtype] + cells + ratios)
+    if not rows:
+        return None
+    notes = [f"Eval, random weights, batch {c['device_batch']}, median of "
+             f"{c['device_repeats']} timed batches after {c['device_warmup']} warm-up, the "
+             "device synchronised around each; bf16 / fp16 = torch.autocast, fp32 = PyTorch's "
+             "defaults (TF32 matmuls off).",
+             'The same layout as the Focal Transformer README\'s V100 table (CvT-13 746 / 125 / '
+             '14 img/s, Swin-T 760 / 189 / 48 at 224 / 448 / 896); timm builds Swin-T for '
+             'each input size (img_size).']
+    if smaller_batch:
+        notes.append('(batch N): the batch did not fit in memory and was halved until one '
+                     'did; img/s is of that batch.')
+    return table(f'Classification throughput on {suite.device_name}, '
+                 f'CvT-{suite.arch_name} vs Swin-T, img/s',
+                 ['model', 'dtype'] + [f'{size}x{size}' for size in sizes] +
+                 [f'cvt_mm vs HF at {largest}x{largest}',
+                  f'cvt_mm vs Swin-T at {largest}x{largest}'], rows, notes)
+
+
+def dense_table(suite, dense: Dict[str, Optional[dict]]) -> Optional[dict]:
+    c = suite.cfg
+
+    def cells(entry: dict) -> List[str]:
+        if 'times' not in entry:
+            return [entry['error'], '-']
+        memory = entry['peak_memory_mb']
+        return [f"{median(entry['times']) * 1000:.0f}",
+                '-' if memory is None else f'{memory / 1024:.2f}']
+
+    swin = dense.get('swin')
+    rows = []
+    for impl, label in DEVICE_BACKBONES.items():
+        r = dense[impl]
+        if r is None:
+            continue
+        for dtype, entry in r['results'].items():
+            train_memory = entry['train'].get('peak_memory_mb')
+            swin_memory = (swin['results'][dtype]['train'].get('peak_memory_mb')
+                           if swin is not None else None)
+            rows.append([label, dtype] + cells(entry['forward']) + cells(entry['train']) +
+                        ['-' if not (train_memory and swin_memory)
+                         else f'{train_memory / swin_memory:.2f}x'])
+    if not rows:
+        return None
+    h, w = c['device_dense_size']
+    return table(f"Backbones at {h}x{w}, batch {c['device_dense_batch']}, on "
+                 f'{suite.device_name}',
+                 ['backbone', 'dtype', 'forward ms', 'forward peak GB', 'training step ms',
+                  'training peak GB', 'training memory vs Swin-T'], rows,
+                 ['Forward: eval, inference mode. Training step: train mode, forward + '
+                  'backward of the sum of the maps\' mean squares (fp16 with a GradScaler). '
+                  'Peak GB = torch.cuda.max_memory_allocated, reset before each; "-" on CPU.',
+                  'CvT backbones as configs/cvt13_maskrcnn_coco.py and '
+                  'configs/cvt13_maskrcnn-fast_coco.py build them; timm\'s Swin-T (features_only, '
+                  'built for the input size, padded to whole windows), the network of mmdet\'s '
+                  'Swin-T Mask R-CNN backbone; random weights.'])
+
+
+def checks_table(suite, checks: List[dict]) -> dict:
+    rows = [[check['check'],
+             f"{check['value']:.1e}" if 'abs_diff' in check else
+             f"loss {check['value']:.3f}, loss scale {check['loss_scale']:g} "
+             f"(step {check['steps']})",
+             f"{check['tolerance']:.0e}" if isinstance(check['tolerance'], float)
+             else check['tolerance'], 'pass' if check['passed'] else 'FAIL']
+            for check in checks]
+    return table(f'cvt_mm CvT-{suite.arch_name} on {suite.device_name} against its CPU '
+                 'output', ['check', 'measured', 'tolerance', 'result'], rows,
+                 ['Output checks: max |device - CPU fp32| / max(1, max |CPU fp32|), same weights '
+                  '(random, with random norms and BN statistics) and inputs; logits of the '
+                  f"classifier at {suite.cfg['cls_size']}x{suite.cfg['cls_size']} batch 2 and "
+                  "the backbone's three maps at "
+                  f"{suite.cfg['device_check_size'][0]}x{suite.cfg['device_check_size'][1]}; "
+                  'TF32 off.',
+                  'AMP steps: the classifier\'s loss under autocast, backward; fp16 through a '
+                  'GradScaler (initial scale 2^16), whose overflowing first steps are skipped '
+                  'with the scale halved, as in training: the first step with a finite loss '
+                  'and finite unscaled gradients (some non-zero) passes, within 8 steps.'])
+
+
 MEASURE = dict(cls=measure_cls, compile=measure_compile, dense=measure_dense,
-               train=measure_train, det=measure_det, profile=measure_profile)
+               train=measure_train, det=measure_det, profile=measure_profile,
+               device=measure_device)

@@ -1,7 +1,8 @@
 """The benchmark's measurements, one per process:
 ``python -m cvt_mm.benchmark.workers JOB RESULT_PATH``.
 
-``JOB`` is a JSON object: ``kind`` (a key of :data:`WORKERS`), ``threads``, ``arch`` ('13' or an
+``JOB`` is a JSON object: ``kind`` (a key of :data:`WORKERS` or of the device section's
+:data:`~cvt_mm.benchmark.device_workers.DEVICE_WORKERS`), ``threads``, ``arch`` ('13' or an
 arch dict), ``repeats``, ``warmup`` and the kind's own keys. The worker builds one model, runs
 it and writes its result as JSON to ``RESULT_PATH`` (not stdout, where libraries print). A
 process per measurement makes peak RSS (``ru_maxrss``) that model's alone, next to the
@@ -279,13 +280,40 @@ def worker_train(job: dict) -> dict:
     return dict(times=times, **memory.summary())
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic instructions (AVX-512 BF16 or AMX), without which
+    bf16 runs as emulated fp32 and is no measure of anything."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = next(line for line in f if line.startswith('flags')).split()
+    except (OSError, StopIteration):
+        return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+
+def bf16_features(extract_feat: Callable) -> Callable:
+    """``extract_feat`` (backbone + neck) under bf16 autocast, its maps returned in fp32: the
+    RPN and RoI heads stay fp32, since mmcv's CPU NMS and RoIAlign take fp32 only."""
+    import torch
+
+    def run(inputs):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            feats = extract_feat(inputs)
+        return tuple(feat.float() for feat in feats)
+
+    return run
+
+
 def worker_det(job: dict) -> dict:
     """Per-image latency of mmdet's ``inference_detector`` (pipeline + model) under RCNN score
     thresholds: 'config' (the config's) and 'thr0' (0: 100 detections per image, as a trained
-    model gives); then backbone + neck alone, and their MACs.
+    model gives), with the backbone + neck time of each run; backbone + neck alone and the
+    backbone alone, their MACs, this CPU's matmul
+    peak; with ``bf16``, the per-image latency (under the last of ``thresholds``) and backbone
+    + neck again with the backbone and neck under bf16 autocast.
 
     Job keys: ``config`` (see :func:`build_detector`), ``size`` ([h, w]), ``thresholds``
-    (labels), ``repeats``, ``warmup``, ``arch``.
+    (labels), ``bf16`` (bool), ``repeats``, ``warmup``, ``arch``.
     """
     import torch
     from mmdet.apis import inference_detector
@@ -294,17 +322,31 @@ def worker_det(job: dict) -> dict:
     memory = MemoryTracker()
     model, image = build_detector(job['config'], job['arch'], job['size'])
     memory.built()
-    result = dict(config_score_thr=float(model.roi_head.test_cfg.score_thr))
+    result = dict(config_score_thr=float(model.roi_head.test_cfg.score_thr),
+                  matmul_peak_gflops=matmul_peak_gflops())
     last = {}
+    # Backbone + neck timed inside each run, so that the rest of a run (pipeline, RPN, RoI
+    # heads) is its total minus its own feature time, not minus a separate measurement.
+    extract_feat = model.extract_feat
+    feat_times: List[float] = []
+
+    def timed_extract_feat(inputs):
+        start = time.perf_counter()
+        feats = extract_feat(inputs)
+        feat_times.append(time.perf_counter() - start)
+        return feats
 
     def run():
         last['detections'] = len(inference_detector(model, image).pred_instances)
 
+    model.extract_feat = timed_extract_feat
     for label in job['thresholds']:
         if label == 'thr0':
             model.roi_head.test_cfg.score_thr = 0.0
-        result[label] = dict(times=timed(run, job['repeats'], job['warmup']),
-                             detections=last['detections'])
+        times = timed(run, job['repeats'], job['warmup'])
+        result[label] = dict(times=times, detections=last['detections'],
+                             extract_feat_times=feat_times[-len(times):])
+    model.extract_feat = extract_feat
     # The backbone + neck alone, on the padded input the detector sees.
     data = model.data_preprocessor(dict(inputs=[torch.from_numpy(image).permute(2, 0, 1)]),
                                    False)
@@ -312,7 +354,19 @@ def worker_det(job: dict) -> dict:
     with torch.no_grad():
         result['extract_feat_times'] = timed(lambda: model.extract_feat(inputs),
                                              job['repeats'], job['warmup'])
+        result['backbone_times'] = timed(lambda: model.backbone(inputs), job['repeats'],
+                                         job['warmup'])
     result.update(memory.summary())
+    if job.get('bf16'):
+        fp32_extract_feat = model.extract_feat
+        model.extract_feat = bf16_features(fp32_extract_feat)  # at the last threshold
+        result['bf16'] = dict(times=timed(run, job['repeats'], job['warmup']),
+                              detections=last['detections'])
+        with torch.no_grad():
+            result['bf16_extract_feat_times'] = timed(lambda: model.extract_feat(inputs),
+                                                      job['repeats'], job['warmup'])
+        model.extract_feat = fp32_extract_feat
+    result['matmul_peak_after'] = matmul_peak_gflops()
     result['input_shape'] = list(inputs.shape)
     with torch.no_grad():
         result['macs_backbone'] = count_macs(model.backbone, (inputs,)).total()
@@ -362,7 +416,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     torch.set_num_threads(job['threads'])
     torch.manual_seed(0)
     import cvt_mm  # noqa: F401  (registers CvT in the task libraries)
-    result = WORKERS[job['kind']](job)
+
+    from .device_workers import DEVICE_WORKERS
+    result = {**WORKERS, **DEVICE_WORKERS}[job['kind']](job)
     with open(result_path, 'w') as f:
         json.dump(result, f)
 

@@ -76,7 +76,8 @@ def key_map_size(attn: ConvAttention, hw_shape: HWShape) -> HWShape:
 @torch.no_grad()
 def attention_weights(attn: ConvAttention, tokens: torch.Tensor, hw_shape: HWShape,
                       queries: torch.Tensor) -> torch.Tensor:
-    """``softmax(q k^T * scale)`` of chosen queries over all keys, per head.
+    """``softmax(q k^T * scale)`` of chosen queries over all keys, per head; in a windowed
+    block (``window_size``) over the keys of each query's window, the others' weights zero.
 
     Args:
         attn (ConvAttention): The block's attention (eval mode for BN's running statistics).
@@ -93,7 +94,21 @@ def attention_weights(attn: ConvAttention, tokens: torch.Tensor, hw_shape: HWSha
     q = attn.project(attn.conv_proj_q, attn.proj_q, spatial, feature_map, cls_token)[:, queries]
     k = attn.project(attn.conv_proj_k, attn.proj_k, spatial, feature_map, cls_token)
     q, k = attn._split_heads(q), attn._split_heads(k)  # (B, heads, N | keys, d)
-    return torch.softmax(q @ k.transpose(-2, -1) * attn.scale, dim=-1)
+    logits = q @ k.transpose(-2, -1) * attn.scale
+    if attn.window_size and max(hw_shape) > attn.window_size:
+        logits = logits.masked_fill(~window_keys(attn, hw_shape, queries), float('-inf'))
+    return torch.softmax(logits, dim=-1)
+
+
+def window_keys(attn: ConvAttention, hw_shape: HWShape, queries: torch.Tensor) -> torch.Tensor:
+    """``(N, keys)``: which keys each query of a windowed block attends to, those of its own
+    window (``ConvAttention._window_attention``); windowed stages have no cls token."""
+    window, kv_window = attn.window_size, attn.window_size // attn.stride_kv
+    key_rows, key_cols = (torch.arange(size) // kv_window for size in attn.kv_shape(hw_shape))
+    rows, cols = queries // hw_shape[1] // window, queries % hw_shape[1] // window
+    same_row = key_rows[None, :, None] == rows[:, None, None]
+    same_col = key_cols[None, None, :] == cols[:, None, None]
+    return (same_row & same_col).flatten(1)
 
 
 def query_index(attn: ConvAttention, hw_shape: HWShape, x: Optional[int] = None,

@@ -61,6 +61,15 @@ def test_plain_torchscript_export_runs_at_any_batch_and_size(out_type, tmp_path)
     assert_close_at_all_sizes(model, tmp_path / 'cvt.onnx')
 
 
+def test_windowed_attention_exports_at_any_batch_and_size(tmp_path):
+    # configs/*-fast_*.py: windows in the first two stages. Traced at 64x64 (stage maps 16x16
+    # and 8x8, whole windows, no padding); the sizes include 200x190 (padded windows, masked
+    # keys) and a batch of 3.
+    model = tiny_backbone(window_size=(8, 4, 0))
+    plain_export(model, tmp_path / 'cvt.onnx')
+    assert_close_at_all_sizes(model, tmp_path / 'cvt.onnx')
+
+
 def test_plain_export_of_the_classifier(tmp_path):
     classifier = CLS_MODELS.build(classifier_cfg(TINY_ARCH, num_classes=5))
     classifier.init_weights()

@@ -85,13 +85,19 @@ def test_weights_reproduce_the_blocks_attention_output(backbone, captured, stage
     """Weights of every query times V, through the output projection, give what the block's
     attention (scaled_dot_product_attention, fused k/v projection) returns."""
     attn = backbone.stages[stage].blocks[0].attn
-    tokens, hw_shape = captured[(stage, 0)]
+    assert_weights_reproduce_output(attn, *captured[(stage, 0)])
+
+
+def assert_weights_reproduce_output(attn, tokens, hw_shape):
+    """Every query's weights times V, through the output projection, equal the block's
+    attention output; returns the weights."""
     with torch.no_grad():
         weights = attention_weights(attn, tokens, hw_shape, torch.arange(tokens.shape[1]))
         _, v = explicit_attention(attn, tokens, hw_shape)
         recomputed = attn.proj((weights @ v).transpose(1, 2).flatten(2))
         actual = attn(tokens, hw_shape)
     torch.testing.assert_close(recomputed, actual, atol=1e-5, rtol=0)
+    return weights
 
 
 def explicit_rollout(attn_modules, captured_inputs, query):
@@ -155,3 +161,19 @@ def test_visualize_attention_draws_a_figure(backbone, tmp_path, options):
     assert out_file.stat().st_size > 1000
     assert out_file.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert info['stage'] == options['stage'] and info['input_size'] == (70, 90)
+
+
+def test_windowed_blocks_weights_reproduce_their_attention_output(backbone, captured):
+    """In a windowed block each query's weights cover its own window's keys only, and times V
+    they give what the block's windowed attention returns."""
+    windowed = CvT(arch=TINY_ARCH, out_type='featmap', out_indices=(0, 1, 2),
+                   window_size=(8, 4, 0))
+    windowed.load_state_dict(backbone.state_dict())
+    attn = windowed.eval().stages[0].blocks[0].attn
+    tokens, hw_shape = captured[(0, 0)]  # a 15x12 map: 2x2 windows, padded at the edges
+    assert max(hw_shape) > attn.window_size
+    weights = assert_weights_reproduce_output(attn, tokens, hw_shape)
+    key_w = key_map_size(attn, hw_shape)[1]
+    # The query at (0, 0) sees the 4x4 keys of the top-left window, nothing else.
+    seen = weights[0, 0, 0].view(-1, key_w) > 0
+    assert seen[:4, :4].all() and seen.sum() == 16

@@ -4,7 +4,7 @@
 * the fused k/v projection (one batched matmul; optionally one depthwise conv with 2C outputs)
   against the unfused arithmetic written out here, in train mode (BN batch statistics and
   running-stat updates, gradients) and in eval mode;
-* the chunked inference-time MLP.
+* the chunked inference-time MLP, and the plain one under autocast.
 
 Timings are the benchmark's business (docs/benchmarks.md); nothing here is timed.
 """
@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cvt_mm.models.backbones.cvt import ConvAttention, CvT, CvTBlock
+from cvt_mm.models.backbones.cvt import ConvAttention, CvT, CvTBlock, chunked_mlp_applies
 from cvt_mm.testing import TINY_ARCH, randomize_norms
 
 
@@ -172,6 +172,23 @@ def test_chunked_inference_mlp_equals_plain(act, monkeypatch):
     monkeypatch.setattr(CvTBlock, 'mlp_chunk_rows', 100)  # several uneven chunks per stage
     with torch.inference_mode():
         assert_outputs_close(expected, model(x))
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_autocast_inference_takes_the_plain_mlp_and_stays_close(dtype):
+    # The chunked MLP's fused residual matmul (addmm with out=) needs one dtype, which autocast
+    # does not give it: autocast inference must take the plain path.
+    model = tiny().eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.inference_mode():
+        expected = model(x)
+        with torch.autocast('cpu', dtype=dtype):
+            assert not chunked_mlp_applies(x)
+            outputs = model(x)
+        assert chunked_mlp_applies(x)
+    scale = max(o.abs().max().item() for o in expected)
+    for output, reference in zip(outputs, expected):
+        assert (output.float() - reference).abs().max().item() < 0.05 * scale
 
 
 # --------------------------------------------------------------------------- torch.compile

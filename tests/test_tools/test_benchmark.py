@@ -10,6 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from cvt_mm.benchmark import load_results, merge_sections, save_results
 from cvt_mm.benchmark.report import MARK_END, MARK_START
 from cvt_mm.benchmark.runner import render_only
@@ -20,8 +23,8 @@ TOOL = REPO_ROOT / 'tools' / 'benchmark.py'
 DOCS = REPO_ROOT / 'docs'
 
 
-def run_tool(*args, timeout=900):
-    env = dict(os.environ, PYTHONWARNINGS='ignore')
+def run_tool(*args, timeout=900, **env_vars):
+    env = dict(os.environ, PYTHONWARNINGS='ignore', **env_vars)
     return subprocess.run([sys.executable, str(TOOL), *map(str, args)], cwd=REPO_ROOT,
                           capture_output=True, text=True, env=env, timeout=timeout)
 
@@ -45,7 +48,8 @@ def test_benchmark_quick_runs_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     assert 'hand-written text' in text and 'trailing text' in text and '\nold\n' not in text
-    for title in ('Classification', 'Backbone forward', 'Training step', 'Mask R-CNN'):
+    for title in ('Classification', 'Backbone forward', 'Training step',
+                  'Mask R-CNN inference', 'Mask R-CNN backbones'):
         assert f'### {title}' in text, title
     assert 'failed' not in proc.stderr
     assert (tmp_path / 'benchmark_sizes.png').stat().st_size > 1000
@@ -63,7 +67,8 @@ def test_benchmark_quick_runs_end_to_end(tmp_path):
     proc = run_tool('--quick', '--out', out, '--threads', '1', '--sections', 'cls')
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
-    assert text.count('### Mask R-CNN') == 1 and text.count('### Classification') == 1
+    assert text.count('### Mask R-CNN inference') == 1
+    assert text.count('### Classification') == 1
     assert load_results(tmp_path / 'bench.json')['sections']['dense'] == dense_before
 
 
@@ -116,3 +121,59 @@ def test_render_only_redraws_the_plot_and_keeps_the_text_around(tmp_path):
     # The environment most sections share heads the block; a section's own is its note.
     assert '- torch 2.x, transformers 4.x, python 3.x.' in text
     assert text.count('torch 2.y') == 1
+
+
+# Imported at start-up by every Python process that has its directory on PYTHONPATH: mmcv as
+# the ops-free build of docs/install.md's offline wheels installs it (no mmcv._ext).
+WITHOUT_MMCV_OPS = '''
+import importlib.abc, sys
+
+class NoMmcvOps(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == 'mmcv._ext':
+            raise ModuleNotFoundError("No module named 'mmcv._ext'")
+
+sys.meta_path.insert(0, NoMmcvOps())
+'''
+
+
+def test_device_section_quick_on_cpu_without_mmcv_ops(tmp_path):
+    # What `--device cuda` measures on a GPU, here on the CPU with the tiny arch, with mmcv's
+    # compiled ops hidden as on a GPU box with the offline wheels: every worker runs, the
+    # numerical checks pass and a failed one would fail the exit status.
+    site = tmp_path / 'site'
+    site.mkdir()
+    (site / 'sitecustomize.py').write_text(WITHOUT_MMCV_OPS)
+    pythonpath = os.pathsep.join(filter(None, [str(site), os.environ.get('PYTHONPATH')]))
+    probe = subprocess.run([sys.executable, '-c', 'import mmcv.ops'], capture_output=True,
+                           text=True, env=dict(os.environ, PYTHONPATH=pythonpath))
+    assert "No module named 'mmcv._ext'" in probe.stderr  # the ops are really hidden
+    out = tmp_path / 'bench.md'
+    proc = run_tool('--device', 'cpu', '--quick', '--threads', '1', '--out', out,
+                    '--json', tmp_path / 'raw.json', PYTHONPATH=pythonpath)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = load_results(tmp_path / 'bench.json')
+    assert list(data['sections']) == ['device-cpu']
+    titles = [tab['title'] for tab in data['sections']['device-cpu']['tables']]
+    assert [title.split(' ')[0] for title in titles] == ['Classification', 'Backbones', 'cvt_mm']
+    raw = json.loads((tmp_path / 'raw.json').read_text())['device-cpu']
+    assert set(raw['throughput']) == {'cvt_mm', 'hf', 'swin'}
+    for impl, result in raw['throughput'].items():
+        for per_dtype in result['results'].values():
+            assert set(per_dtype) == {'fp32', 'bf16', 'fp16'}, impl
+            assert all('times' in entry for entry in per_dtype.values()), (impl, per_dtype)
+    assert all(r['results']['bf16']['train']['times'] for r in raw['dense'].values())
+    checks = {check['check']: check for check in raw['checks']['checks']}
+    assert all(check['passed'] for check in checks.values()), checks
+    assert {'maps bf16 vs CPU fp32', 'AMP fp16 training step'} <= set(checks)
+    # Reduced precision differs from fp32, within its stated tolerance.
+    assert 0 < checks['maps bf16 vs CPU fp32']['value'] <= checks['maps bf16 vs CPU fp32'][
+        'tolerance']
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU machine has CUDA to run on')
+def test_device_cuda_without_a_gpu_is_a_one_line_error():
+    proc = run_tool('--device', 'cuda', timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        '--device cuda: torch.cuda.is_available() is False on this machine')

@@ -52,6 +52,36 @@ def map_to_tokens(feature_map: torch.Tensor) -> torch.Tensor:
     return feature_map.flatten(2).transpose(1, 2)
 
 
+def zero_pad(x: torch.Tensor, dim: int, size) -> torch.Tensor:
+    """``x`` zero-padded at the end of ``dim`` to ``size``. A concatenation rather than
+    ``F.pad``, whose pad amounts the TorchScript ONNX exporter freezes at the traced values."""
+    shape = list(x.shape)
+    shape[dim] = size - shape[dim]
+    return torch.cat((x, x.new_zeros(shape)), dim)
+
+
+def partition_windows(tokens: torch.Tensor, hw_shape: HWShape, window: int, rows: int,
+                      cols: int) -> torch.Tensor:
+    """(B, H*W, C) tokens -> (B*rows*cols, window*window, C): the map zero-padded at the
+    bottom and right to rows x cols windows, the windows in row-major order per image."""
+    batch, _, channels = tokens.shape
+    height, width = hw_shape
+    x = tokens.view(batch, height, width, channels)
+    x = zero_pad(zero_pad(x, 1, rows * window), 2, cols * window)
+    x = x.view(batch, rows, window, cols, window, channels).transpose(2, 3)
+    return x.reshape(batch * rows * cols, window * window, channels)
+
+
+def merge_windows(windows: torch.Tensor, hw_shape: HWShape, window: int, rows: int,
+                  cols: int) -> torch.Tensor:
+    """The inverse of :func:`partition_windows`, the padding cropped: (B, H*W, C)."""
+    channels = windows.shape[-1]
+    x = windows.view(-1, rows, cols, window, window, channels).transpose(2, 3)
+    x = x.reshape(-1, rows * window, cols * window, channels)
+    height, width = hw_shape
+    return x[:, :height, :width].reshape(-1, height * width, channels)
+
+
 class ConvTokenEmbedding(BaseModule):
     """Strided convolution (with bias) followed by LayerNorm over channels."""
 
@@ -163,16 +193,34 @@ class ConvAttention(BaseModule):
             outputs (see ``_conv_kv``). Same parameters and arithmetic; off by default because
             oneDNN, PyTorch's CPU conv backend, has no fast kernel for a grouped conv with two
             outputs per group.
+        window_size: 0 for global attention; else, on maps larger than a window, attention
+            within non-overlapping windows of window_size x window_size queries, each to the
+            keys and values of its own region (window_size / stride_kv squared of them), as
+            ViTDet's windowed blocks. The projections still run over the whole map, so the
+            parameters are those of global attention; on a map that fits in one window the
+            result is global attention's. 'dw_bn' only, no cls token, stride_q 1, and a
+            multiple of stride_kv.
     """
 
     def __init__(self, embed_dims: int, num_heads: int, with_cls_token: bool,
                  method: str = 'dw_bn', kernel_size: int = 3, stride_q: int = 1,
                  stride_kv: int = 2, padding_q: int = 1, padding_kv: int = 1,
                  qkv_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0.,
-                 fuse_kv_conv: bool = False, init_cfg=None):
+                 fuse_kv_conv: bool = False, window_size: int = 0, init_cfg=None):
         super().__init__(init_cfg)
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+        if window_size:
+            needs = {'a positive multiple of stride_kv': window_size > 0
+                     and window_size % stride_kv == 0, "attn_method 'dw_bn'": method == 'dw_bn',
+                     'no cls token': not with_cls_token, 'stride_q 1': stride_q == 1}
+            unmet = [need for need, met in needs.items() if not met]
+            if unmet:
+                raise ValueError(f'window_size {window_size} needs ' + ', '.join(unmet) +
+                                 f' (stride_kv {stride_kv}, attn_method {method!r}, '
+                                 f'with_cls_token {with_cls_token}, stride_q {stride_q})')
+        self.window_size = window_size
+        self.stride_kv = stride_kv
         self.num_heads = num_heads
         self.with_cls_token = with_cls_token
         # The official code scales by the full width, not the head width.
@@ -301,12 +349,51 @@ class ConvAttention(BaseModule):
             k, v = self._project_kv(feature_map, cls_token)
         else:
             k, v = project(self.conv_proj_k, self.proj_k), project(self.conv_proj_v, self.proj_v)
+        # Under ONNX export every size takes the windowed path, masked: a branch on the
+        # traced size would be frozen into the graph.
+        if self.window_size and (torch.onnx.is_in_onnx_export()
+                                 or max(hw_shape) > self.window_size):
+            out = self._window_attention(q, k, v, hw_shape)
+        else:
+            out = self._attention(q, k, v)
+        return self.proj_drop(self.proj(out))
+
+    def _attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                   mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, L, C) q, k, v -> (B, L, C) multi-head attention output."""
         out = F.scaled_dot_product_attention(
-            self._split_heads(q), self._split_heads(k), self._split_heads(v),
+            self._split_heads(q), self._split_heads(k), self._split_heads(v), attn_mask=mask,
             dropout_p=self.attn_drop if self.training else 0., scale=self.scale)
         # SDPA's output has q's memory layout, (B, L, heads, d): merging the heads is a view.
-        out = out.transpose(1, 2).flatten(2)
-        return self.proj_drop(self.proj(out))
+        return out.transpose(1, 2).flatten(2)
+
+    def kv_shape(self, hw_shape: HWShape) -> HWShape:
+        """The (h, w) of the k/v map the ``dw_bn`` projection makes of an (H, W) map."""
+        conv = self.conv_proj_k.conv
+        return tuple((size + 2 * conv.padding[i] - conv.kernel_size[i]) // conv.stride[i] + 1
+                     for i, size in enumerate(hw_shape))
+
+    def _window_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          hw_shape: HWShape) -> torch.Tensor:
+        """Attention within windows: query window (i, j) covers rows and columns
+        [i*w, (i+1)*w) x [j*w, (j+1)*w) of the map and attends to the k/v positions of the same
+        region, [i*w/s, (i+1)*w/s) x ... of the k/v map (w = window_size, s = stride_kv).
+        Both maps are padded to whole windows; padded keys are masked out, padded queries
+        cropped. Every window holds a real query and so a real key."""
+        window, kv_window = self.window_size, self.window_size // self.stride_kv
+        # Ceiling division on non-negative numbers only: ONNX's integer Div truncates.
+        rows, cols = ((size + window - 1) // window for size in hw_shape)
+        kv_shape = self.kv_shape(hw_shape)
+        q, k, v = (partition_windows(tokens, shape, size, rows, cols) for tokens, shape, size in
+                   ((q, hw_shape, window), (k, kv_shape, kv_window), (v, kv_shape, kv_window)))
+        mask = None
+        if torch.onnx.is_in_onnx_export() or kv_shape != (rows * kv_window, cols * kv_window):
+            valid = k.new_ones(1, kv_shape[0] * kv_shape[1], 1)
+            valid = partition_windows(valid, kv_shape, kv_window, rows, cols)[..., 0] > 0
+            # (B * windows, 1, 1, keys): window n of image b is row b * windows + n.
+            mask = valid.repeat(q.shape[0] // valid.shape[0], 1)[:, None, None]
+        out = self._attention(q, k, v, mask)
+        return merge_windows(out, hw_shape, window, rows, cols)
 
 
 @register_activation
@@ -362,6 +449,24 @@ class Mlp(nn.Sequential):
         return out.view_as(x)
 
 
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (torch < 2.4 has no per-device query)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:
+        return (torch.is_autocast_enabled() if device_type == 'cuda'
+                else torch.is_autocast_cpu_enabled())
+
+
+def chunked_mlp_applies(x: torch.Tensor) -> bool:
+    """Whether ``Mlp.residual_forward_chunked`` serves this inference forward: on CPU, where
+    the cache it is built for is the bottleneck (on a GPU the chunks would be thousands of
+    small kernels), without autograd, autocast (its fused residual matmul needs one dtype) or
+    compilation (inductor fuses the plain form itself)."""
+    return (x.device.type == 'cpu' and not torch.is_grad_enabled()
+            and not autocast_enabled('cpu') and not torch.compiler.is_compiling())
+
+
 class CvTBlock(BaseModule):
     """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
 
@@ -388,8 +493,7 @@ class CvTBlock(BaseModule):
 
         def inner_forward(x):
             x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
-            if (self.training or torch.is_grad_enabled()
-                    or torch.compiler.is_compiling()):  # inductor fuses the plain form itself
+            if self.training or not chunked_mlp_applies(x):
                 return x + self.drop_path(self.mlp(self.norm2(x)))
             return self.mlp.residual_forward_chunked(x, self.norm2, self.mlp_chunk_rows)
 
@@ -495,8 +599,17 @@ class CvT(BaseModule):
         stride_q (int): The stride of q's projection. Defaults to 1.
         stride_kv (int | Sequence[int]): The stride of k's and v's projections, for all stages
             or one per stage; 2 shortens the keys 4x. The conv weights do not depend on it, so
-            a checkpoint trained with 2 loads with any value (e.g. ``(4, 2, 2)``, which makes
-            the stride-4 stage's attention 4x cheaper at detection resolution). Defaults to 2.
+            a checkpoint trained with 2 loads with any value (4, as in
+            configs/cvt13_maskrcnn-fast_coco.py, makes every attention 4x cheaper at detection
+            resolution). Defaults to 2.
+        window_size (int | Sequence[int]): 0 (global attention) or a window side, for all
+            stages or one per stage: on token maps larger than the window, that stage's
+            attention runs within non-overlapping windows (see ``ConvAttention``). Windows of
+            the token grid the model was pretrained at (56, 28 for CvT-13's first two stages
+            at 224) keep each query's attention span as in pretraining at any input size
+            (on the toy detector of docs/quickstart.md they cost more accuracy than
+            ``stride_kv=4`` at the same speed); stages with a cls token (the last) must stay
+            global. Parameter names and shapes do not depend on it. Defaults to 0.
         padding_q (int): The padding of q's projection. Defaults to 1.
         padding_kv (int | Sequence[int]): The padding of k's and v's projections, for all
             stages or one per stage. Defaults to 1.
@@ -557,6 +670,7 @@ class CvT(BaseModule):
                  kernel_size: int = 3,
                  stride_q: int = 1,
                  stride_kv: Union[int, Sequence[int]] = 2,
+                 window_size: Union[int, Sequence[int]] = 0,
                  padding_q: int = 1,
                  padding_kv: Union[int, Sequence[int]] = 1,
                  drop_rate: float = 0.,
@@ -617,13 +731,19 @@ class CvT(BaseModule):
 
         stride_kv = self._per_stage(stride_kv, 'stride_kv')
         padding_kv = self._per_stage(padding_kv, 'padding_kv')
+        window_size = self._per_stage(window_size, 'window_size')
+        for i, window in enumerate(window_size):
+            if window and with_cls_token[i]:
+                raise ValueError(f'window_size {window} for stage {i}, which has a cls token: '
+                                 'windowed attention is for stages without one (0 keeps it '
+                                 'global)')
         self.stages = ModuleList()
         stage_in_channels = in_channels
         for i in range(self.num_stages):
             attn_cfg = dict(method=attn_method, kernel_size=kernel_size, stride_q=stride_q,
                             stride_kv=stride_kv[i], padding_q=padding_q,
                             padding_kv=padding_kv[i], qkv_bias=qkv_bias,
-                            fuse_kv_conv=fuse_kv_conv)
+                            fuse_kv_conv=fuse_kv_conv, window_size=window_size[i])
             block_cfg = dict(mlp_ratio=mlp_ratio, drop_rate=drop_rate,
                              attn_drop_rate=attn_drop_rate, act_cfg=act_cfg, attn_cfg=attn_cfg,
                              with_cp=with_cp)
