@@ -607,8 +607,8 @@ class CvT(BaseModule):
             attention runs within non-overlapping windows (see ``ConvAttention``). Windows of
             the token grid the model was pretrained at (56, 28 for CvT-13's first two stages
             at 224) keep each query's attention span as in pretraining at any input size
-            (on the toy detector of docs/quickstart.md they cost more accuracy than
-            ``stride_kv=4`` at the same speed); stages with a cls token (the last) must stay
+            (on the toy detector of docs/quickstart.md as fast as ``stride_kv=4`` and about
+            as much accuracy lost); stages with a cls token (the last) must stay
             global. Parameter names and shapes do not depend on it. Defaults to 0.
         padding_q (int): The padding of q's projection. Defaults to 1.
         padding_kv (int | Sequence[int]): The padding of k's and v's projections, for all
