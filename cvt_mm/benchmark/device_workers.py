@@ -11,7 +11,7 @@ import time
 from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .workers import Arch, arch_settings
+from .workers import Arch, build_backbone, hf_config
 
 # Autocast dtypes by name; 'fp32' runs without autocast (PyTorch's defaults: TF32 off for
 # matmuls, on for cuDNN convolutions).
@@ -83,6 +83,17 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 # ------------------------------------------------------------------------------ builders
+def timm_swin_t(arch: Arch, **kwargs):
+    """timm's Swin-T with random weights; for the smoke test's tiny CvT arch (anything but
+    '13') a one-block-per-stage Swin of width 16 instead. ``kwargs`` go to
+    ``timm.create_model``."""
+    import timm
+
+    tiny = {} if arch == '13' else dict(embed_dim=16, depths=(1, 1, 1, 1),
+                                        num_heads=(1, 1, 1, 1), window_size=2)
+    return timm.create_model('swin_tiny_patch4_window7_224', **tiny, **kwargs)
+
+
 def build_classifier(impl: str, arch: Arch, size: int):
     """One random-weight classifier (1000 classes) in eval mode and its logits function.
 
@@ -109,18 +120,10 @@ def build_classifier(impl: str, arch: Arch, size: int):
     if impl == 'hf':
         import transformers
 
-        settings = arch_settings(arch)
-        model = transformers.CvtForImageClassification(transformers.CvtConfig(
-            embed_dim=settings['embed_dims'], depth=settings['depths'],
-            num_heads=settings['num_heads'], num_labels=1000))
+        model = transformers.CvtForImageClassification(hf_config(arch, num_labels=1000))
         return model.eval(), lambda x: model(x).logits
     if impl == 'swin':
-        import timm
-
-        tiny = {} if arch == '13' else dict(embed_dim=16, depths=(1, 1, 1, 1),
-                                            num_heads=(1, 1, 1, 1), window_size=2)
-        model = timm.create_model('swin_tiny_patch4_window7_224', img_size=size,
-                                  num_classes=1000, **tiny)
+        model = timm_swin_t(arch, img_size=size, num_classes=1000)
         return model.eval(), model
     raise ValueError(f'unknown classifier impl {impl!r}: expected cvt_mm, hf or swin')
 
@@ -142,22 +145,11 @@ def build_dense_backbone(impl: str, arch: Arch, size: Sequence[int]):
     """
     import torch
 
-    torch.manual_seed(0)
     if impl == 'hf':
-        import transformers
-
-        settings = arch_settings(arch)
-        model = transformers.CvtModel(transformers.CvtConfig(
-            embed_dim=settings['embed_dims'], depth=settings['depths'],
-            num_heads=settings['num_heads']), add_pooling_layer=False)
-        return model, lambda x: model(x, output_hidden_states=True).hidden_states
+        return build_backbone('hf', arch)  # seeded; the worker sets train/eval per mode
+    torch.manual_seed(0)
     if impl == 'swin':
-        import timm
-
-        tiny = {} if arch == '13' else dict(embed_dim=16, depths=(1, 1, 1, 1),
-                                            num_heads=(1, 1, 1, 1), window_size=2)
-        model = timm.create_model('swin_tiny_patch4_window7_224', features_only=True,
-                                  img_size=tuple(size), **tiny)
+        model = timm_swin_t(arch, features_only=True, img_size=tuple(size))
         return model, model
     if impl not in ('cvt_mm', 'cvt_mm_fast'):
         raise ValueError(f'unknown backbone impl {impl!r}: expected cvt_mm, cvt_mm_fast, swin '

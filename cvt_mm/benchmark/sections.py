@@ -243,15 +243,15 @@ def measure_det(suite) -> dict:
              for config in DETECTORS.values())
          + '; init_cfg checkpoints removed, init_weights() applied.'])
     return dict(raw=results, tables=[
-        latency_table, det_efficiency_table(suite, results, bf16, labels[main])])
+        latency_table, det_efficiency_table(suite, results, bf16, main, labels[main])])
 
 
-def det_efficiency_table(suite, results: Dict[str, dict], bf16: bool,
+def det_efficiency_table(suite, results: Dict[str, dict], bf16: bool, main: str,
                          threshold_label: str) -> dict:
     """The detectors' backbones alone: achieved GFLOP/s against the matmul peak, and the
-    per-image latency with backbone and neck in bf16."""
+    per-image latency with backbone and neck in bf16 under the ``main`` threshold (whose column
+    label is ``threshold_label``)."""
     c = suite.cfg
-    main = c['det_thresholds'][-1]
     rows = []
     for name, r in results.items():
         backbone = median(r['backbone_times'])

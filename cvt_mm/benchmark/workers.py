@@ -76,6 +76,15 @@ def arch_settings(arch: Arch) -> dict:
     return CvT.parse_arch(arch)
 
 
+def hf_config(arch: Arch, **kwargs):
+    """transformers' ``CvtConfig`` of a CvT arch name or dict; ``kwargs`` go to it as well."""
+    import transformers
+
+    settings = arch_settings(arch)
+    return transformers.CvtConfig(embed_dim=settings['embed_dims'], depth=settings['depths'],
+                                  num_heads=settings['num_heads'], **kwargs)
+
+
 def matmul_peak_gflops(repeats: int = 10) -> float:
     """fp32 GFLOP/s of a 2048x2048 matmul (median of ``repeats``), this CPU's practical peak."""
     import torch
@@ -116,11 +125,7 @@ def build_backbone(impl: str, arch: Arch, featmap: bool = True, **kwargs) -> Tup
     if impl == 'hf':
         import transformers
 
-        settings = arch_settings(arch)
-        config = transformers.CvtConfig(embed_dim=settings['embed_dims'],
-                                        depth=settings['depths'],
-                                        num_heads=settings['num_heads'])
-        model = transformers.CvtModel(config, add_pooling_layer=False)
+        model = transformers.CvtModel(hf_config(arch), add_pooling_layer=False)
         return model.eval(), lambda x: model(x, output_hidden_states=True).hidden_states
     from cvt_mm.models.backbones.cvt import CvT
 
@@ -307,10 +312,10 @@ def bf16_features(extract_feat: Callable) -> Callable:
 def worker_det(job: dict) -> dict:
     """Per-image latency of mmdet's ``inference_detector`` (pipeline + model) under RCNN score
     thresholds: 'config' (the config's) and 'thr0' (0: 100 detections per image, as a trained
-    model gives), with the backbone + neck time of each run; backbone + neck alone and the
-    backbone alone, their MACs, this CPU's matmul
-    peak; with ``bf16``, the per-image latency (under the last of ``thresholds``) and backbone
-    + neck again with the backbone and neck under bf16 autocast.
+    model gives), with the backbone + neck time of each run; the backbone alone, the MACs of
+    backbone and backbone + neck, this CPU's matmul peak; with ``bf16``, the per-image latency
+    (under the last of ``thresholds``) and backbone + neck alone with the backbone and neck
+    under bf16 autocast.
 
     Job keys: ``config`` (see :func:`build_detector`), ``size`` ([h, w]), ``thresholds``
     (labels), ``bf16`` (bool), ``repeats``, ``warmup``, ``arch``.
@@ -347,13 +352,11 @@ def worker_det(job: dict) -> dict:
         result[label] = dict(times=times, detections=last['detections'],
                              extract_feat_times=feat_times[-len(times):])
     model.extract_feat = extract_feat
-    # The backbone + neck alone, on the padded input the detector sees.
+    # The backbone alone, on the padded input the detector sees.
     data = model.data_preprocessor(dict(inputs=[torch.from_numpy(image).permute(2, 0, 1)]),
                                    False)
     inputs = data['inputs']
     with torch.no_grad():
-        result['extract_feat_times'] = timed(lambda: model.extract_feat(inputs),
-                                             job['repeats'], job['warmup'])
         result['backbone_times'] = timed(lambda: model.backbone(inputs), job['repeats'],
                                          job['warmup'])
     result.update(memory.summary())

@@ -62,15 +62,7 @@ def capture_attention_inputs(backbone: CvT, blocks: Sequence[Tuple[int, int]]
 
 def key_map_size(attn: ConvAttention, hw_shape: HWShape) -> HWShape:
     """The (h, w) of the key grid of a block whose tokens form a ``hw_shape`` map."""
-    conv = attn.conv_proj_k
-    if conv is None:
-        return hw_shape
-    probe = torch.zeros(1, 1, *hw_shape)
-    kernel = conv.conv.kernel_size if hasattr(conv, 'conv') else conv.kernel_size
-    stride = conv.conv.stride if hasattr(conv, 'conv') else conv.stride
-    padding = conv.conv.padding if hasattr(conv, 'conv') else conv.padding
-    ceil_mode = getattr(conv, 'ceil_mode', False)
-    return tuple(F.max_pool2d(probe, kernel, stride, padding, ceil_mode=ceil_mode).shape[2:])
+    return attn.kv_shape(hw_shape)
 
 
 @torch.no_grad()

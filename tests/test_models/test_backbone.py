@@ -222,3 +222,17 @@ def test_per_stage_kv_stride_keeps_the_checkpoint_and_shortens_the_keys():
     assert not torch.allclose(outputs[0], expected[0])
     with pytest.raises(ValueError, match='stride_kv has 2 entries'):
         tiny(stride_kv=(4, 2))
+
+
+@pytest.mark.parametrize('method', ['dw_bn', 'avg', 'linear'])
+@pytest.mark.parametrize('stride_kv', [2, 3, 4])
+def test_kv_shape_is_the_shape_of_the_projected_keys(method, stride_kv):
+    from cvt_mm.models.backbones.cvt import ConvAttention, map_to_tokens, tokens_to_map
+
+    attn = ConvAttention(8, 1, False, method=method, stride_kv=stride_kv).eval()
+    for hw_shape in [(1, 1), (5, 7), (8, 8), (13, 6), (40, 41)]:
+        feature_map = tokens_to_map(torch.randn(1, hw_shape[0] * hw_shape[1], 8), hw_shape)
+        keys = (map_to_tokens(feature_map) if attn.conv_proj_k is None
+                else attn.conv_proj_k(feature_map))
+        expected = hw_shape if attn.conv_proj_k is None else tuple(keys.shape[2:])
+        assert attn.kv_shape(hw_shape) == expected, (method, stride_kv, hw_shape)

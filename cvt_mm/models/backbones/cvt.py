@@ -25,6 +25,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.utils import _pair
 
 from cvt_mm.registry import register_activation, register_backbone
 
@@ -368,10 +369,25 @@ class ConvAttention(BaseModule):
         return out.transpose(1, 2).flatten(2)
 
     def kv_shape(self, hw_shape: HWShape) -> HWShape:
-        """The (h, w) of the k/v map the ``dw_bn`` projection makes of an (H, W) map."""
-        conv = self.conv_proj_k.conv
-        return tuple((size + 2 * conv.padding[i] - conv.kernel_size[i]) // conv.stride[i] + 1
-                     for i, size in enumerate(hw_shape))
+        """The (h, w) of the k/v map that k's spatial projection makes of an (H, W) map: the
+        conv's (or, for 'avg', the ceil-mode pool's) output size; (H, W) for 'linear'.
+        Arithmetic on the sizes only, so that it traces for ONNX export."""
+        layer = self.conv_proj_k
+        if layer is None:
+            return tuple(hw_shape)
+        layer = getattr(layer, 'conv', layer)
+        kernel, stride, padding = (_pair(value) for value in
+                                   (layer.kernel_size, layer.stride, layer.padding))
+        ceil_mode = getattr(layer, 'ceil_mode', False)
+        shape = []
+        for i, size in enumerate(hw_shape):
+            span = size + 2 * padding[i] - kernel[i]
+            out = (span + (stride[i] - 1 if ceil_mode else 0)) // stride[i] + 1
+            # PyTorch's pooling rule: the last window must start inside the padded input.
+            if ceil_mode and (out - 1) * stride[i] >= size + padding[i]:
+                out -= 1
+            shape.append(out)
+        return tuple(shape)
 
     def _window_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                           hw_shape: HWShape) -> torch.Tensor:
