@@ -11,7 +11,8 @@ from mmengine.logging import MMLogger
 
 from cvt_mm.datasets import toy_shapes
 from cvt_mm.engine import register_task_modules, task_scope
-from cvt_mm.testing import TINY_ARCH
+from cvt_mm.models.backbones.cvt import CvT
+from cvt_mm.testing import TINY_ARCH, randomize_norms
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / 'configs'
@@ -24,6 +25,13 @@ TOY_NUM_TRAIN, TOY_NUM_VAL = 2, 2
 # 512-channel fusion convs at stride 4 dominate its cost, hence its 64-px crops.
 TOY_SIZE_FACTOR = {'mmdet': TOY_IMAGE_SIZE / 800, 'mmseg': 64 / 512}
 PIPELINE_SIZE_KEYS = ('scale', 'scales', 'crop_size')
+
+
+def tiny_dense_backbone(**kwargs) -> CvT:
+    """The tiny CvT with its three stages' maps as outputs, initialised, random norms."""
+    model = CvT(arch=TINY_ARCH, out_type='featmap', out_indices=(0, 1, 2), **kwargs)
+    model.init_weights()
+    return randomize_norms(model)
 
 
 def make_toy_datasets(root: Path) -> Path:

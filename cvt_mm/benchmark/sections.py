@@ -24,7 +24,7 @@ DEVICE_BACKBONES = {'cvt_mm': 'cvt_mm CvT', 'cvt_mm_fast': 'cvt_mm CvT fast conf
 # mmdet's own Swin-T and R-50 (mmengine's ``mmdet::`` config paths).
 DETECTORS = {
     'CvT-13': 'cvt13_maskrcnn_coco.py',
-    'CvT-13 fast (stride_kv 4)': 'cvt13_maskrcnn-fast_coco.py',
+    'CvT-13 fast (pool_kv 2, stage-1 windows)': 'cvt13_maskrcnn-fast_coco.py',
     'Swin-T': 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
     'R-50': 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
 }

@@ -12,9 +12,9 @@ and 16,650 keys, a 4.4 GB matrix per head that is never built.
 
 Attention rollout (Abnar & Zuidema, 2020, https://arxiv.org/abs/2005.00928) follows a query
 back through the blocks of its stage: ``r <- r (0.5 A + 0.5 I)`` with ``A`` averaged over the
-heads. CvT's keys live on a coarser grid than its queries (``stride_kv``), so each key's weight
-is spread evenly over the ``stride x stride`` query cells it is centred on; ``r A`` is formed
-one chunk of queries at a time, again without the full matrix.
+heads. CvT's keys live on a coarser grid than its queries (``stride_kv * pool_kv``), so each
+key's weight is spread evenly over the ``stride x stride`` query cells it is centred on; ``r A``
+is formed one chunk of queries at a time, again without the full matrix.
 """
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,7 +95,7 @@ def attention_weights(attn: ConvAttention, tokens: torch.Tensor, hw_shape: HWSha
 def window_keys(attn: ConvAttention, hw_shape: HWShape, queries: torch.Tensor) -> torch.Tensor:
     """``(N, keys)``: which keys each query of a windowed block attends to, those of its own
     window (``ConvAttention._window_attention``); windowed stages have no cls token."""
-    window, kv_window = attn.window_size, attn.window_size // attn.stride_kv
+    window, kv_window = attn.window_size, attn.window_size // attn.key_stride
     key_rows, key_cols = (torch.arange(size) // kv_window for size in attn.kv_shape(hw_shape))
     rows, cols = queries // hw_shape[1] // window, queries % hw_shape[1] // window
     same_row = key_rows[None, :, None] == rows[:, None, None]

@@ -62,10 +62,18 @@ def test_plain_torchscript_export_runs_at_any_batch_and_size(out_type, tmp_path)
 
 
 def test_windowed_attention_exports_at_any_batch_and_size(tmp_path):
-    # configs/*-fast_*.py: windows in the first two stages. Traced at 64x64 (stage maps 16x16
-    # and 8x8, whole windows, no padding); the sizes include 200x190 (padded windows, masked
-    # keys) and a batch of 3.
+    # Windows in the first two stages. Traced at 64x64 (stage maps 16x16 and 8x8, whole
+    # windows, no padding); the sizes include 200x190 (padded windows, masked keys) and a
+    # batch of 3.
     model = tiny_backbone(window_size=(8, 4, 0))
+    plain_export(model, tmp_path / 'cvt.onnx')
+    assert_close_at_all_sizes(model, tmp_path / 'cvt.onnx')
+
+
+def test_pooled_keys_export_at_any_batch_and_size(tmp_path):
+    # The odd sizes leave partial pooling blocks at the edges, whose means must count the
+    # real positions only, in onnxruntime's AveragePool as in PyTorch's.
+    model = tiny_backbone(pool_kv=(2, 2, 1), window_size=(8, 0, 0))
     plain_export(model, tmp_path / 'cvt.onnx')
     assert_close_at_all_sizes(model, tmp_path / 'cvt.onnx')
 

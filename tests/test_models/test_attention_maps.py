@@ -163,17 +163,19 @@ def test_visualize_attention_draws_a_figure(backbone, tmp_path, options):
     assert info['stage'] == options['stage'] and info['input_size'] == (70, 90)
 
 
-def test_windowed_blocks_weights_reproduce_their_attention_output(backbone, captured):
+@pytest.mark.parametrize('pool_kv', [1, 2])
+def test_windowed_blocks_weights_reproduce_their_attention_output(backbone, captured, pool_kv):
     """In a windowed block each query's weights cover its own window's keys only, and times V
-    they give what the block's windowed attention returns."""
+    they give what the block's windowed attention returns; also with pooled keys."""
     windowed = CvT(arch=TINY_ARCH, out_type='featmap', out_indices=(0, 1, 2),
-                   window_size=(8, 4, 0))
+                   window_size=(8, 4 * pool_kv, 0), pool_kv=pool_kv)
     windowed.load_state_dict(backbone.state_dict())
     attn = windowed.eval().stages[0].blocks[0].attn
     tokens, hw_shape = captured[(0, 0)]  # a 15x12 map: 2x2 windows, padded at the edges
     assert max(hw_shape) > attn.window_size
     weights = assert_weights_reproduce_output(attn, tokens, hw_shape)
     key_w = key_map_size(attn, hw_shape)[1]
-    # The query at (0, 0) sees the 4x4 keys of the top-left window, nothing else.
+    # The query at (0, 0) sees the keys of the top-left window (4x4, pooled 2x2), nothing else.
+    side = 4 // pool_kv
     seen = weights[0, 0, 0].view(-1, key_w) > 0
-    assert seen[:4, :4].all() and seen.sum() == 16
+    assert seen[:side, :side].all() and seen.sum() == side * side

@@ -3,9 +3,10 @@ padding masked; the parameters and, on maps within one window, the outputs are g
 attention's."""
 import pytest
 import torch
+from helpers import tiny_dense_backbone
 
-from cvt_mm.models.backbones.cvt import ConvAttention, CvT
-from cvt_mm.testing import TINY_ARCH, randomize_norms
+from cvt_mm.models.backbones.cvt import ConvAttention
+from cvt_mm.testing import randomize_norms
 
 
 def windowed_reference(attn: ConvAttention, x: torch.Tensor, hw_shape, window: int):
@@ -15,7 +16,7 @@ def windowed_reference(attn: ConvAttention, x: torch.Tensor, hw_shape, window: i
     k = attn.project(attn.conv_proj_k, attn.proj_k, tokens, feature_map, None)
     v = attn.project(attn.conv_proj_v, attn.proj_v, tokens, feature_map, None)
     (height, width), (kv_height, kv_width) = hw_shape, attn.kv_shape(hw_shape)
-    kv_window = window // attn.stride_kv
+    kv_window = window // attn.key_stride
     batch, length, channels = q.shape
     heads = attn.num_heads
     q, k, v = (t.view(batch, -1, heads, channels // heads) for t in (q, k, v))
@@ -33,15 +34,17 @@ def windowed_reference(attn: ConvAttention, x: torch.Tensor, hw_shape, window: i
     return attn.proj(out.flatten(2))
 
 
-@pytest.mark.parametrize('hw_shape,window,stride_kv,heads', [
-    ((10, 14), 4, 2, 2),  # padded on both sides
-    ((8, 12), 4, 2, 1),  # whole windows, no mask
-    ((9, 7), 4, 4, 1),  # keys at stride 4, one key row per window
+@pytest.mark.parametrize('hw_shape,window,stride_kv,pool_kv,heads', [
+    ((10, 14), 4, 2, 1, 2),  # padded on both sides
+    ((8, 12), 4, 2, 1, 1),  # whole windows, no mask
+    ((9, 7), 4, 4, 1, 1),  # keys at stride 4, one key row per window
+    ((13, 10), 8, 2, 2, 1),  # pooled keys, partial pooling blocks at the edges
 ])
 def test_windowed_attention_equals_attention_within_each_window(hw_shape, window, stride_kv,
-                                                                heads):
+                                                                pool_kv, heads):
     torch.manual_seed(0)
-    attn = ConvAttention(8, heads, False, stride_kv=stride_kv, window_size=window)
+    attn = ConvAttention(8, heads, False, stride_kv=stride_kv, window_size=window,
+                         pool_kv=pool_kv)
     randomize_norms(attn).eval()
     x = torch.randn(2, hw_shape[0] * hw_shape[1], 8)
     with torch.no_grad():
@@ -53,15 +56,9 @@ def test_windowed_attention_equals_attention_within_each_window(hw_shape, window
     assert not torch.allclose(out, global_out, atol=1e-3)
 
 
-def tiny(**kwargs):
-    model = CvT(arch=TINY_ARCH, out_type='featmap', out_indices=(0, 1, 2), **kwargs)
-    model.init_weights()
-    return randomize_norms(model)
-
-
 def test_windows_keep_the_checkpoint_and_equal_global_attention_within_one_window():
-    default = tiny().eval()
-    windowed = tiny(window_size=(8, 4, 0)).eval()
+    default = tiny_dense_backbone().eval()
+    windowed = tiny_dense_backbone(window_size=(8, 4, 0)).eval()
     windowed.load_state_dict(default.state_dict(), strict=True)
     with torch.no_grad():
         # 32x24 input: stage maps 8x6 and 4x3, each within one window.
@@ -75,7 +72,7 @@ def test_windows_keep_the_checkpoint_and_equal_global_attention_within_one_windo
 
 
 def test_windowed_backbone_trains():
-    model = tiny(window_size=(8, 4, 0)).train()
+    model = tiny_dense_backbone(window_size=(8, 4, 0)).train()
     outputs = model(torch.randn(2, 3, 80, 112))
     sum(o.pow(2).mean() for o in outputs).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
@@ -86,10 +83,10 @@ def test_windowed_backbone_trains():
 
 def test_window_size_errors_name_what_is_wrong():
     with pytest.raises(ValueError, match='stage 2, which has a cls token'):
-        tiny(window_size=(8, 4, 4))
-    with pytest.raises(ValueError, match='a positive multiple of stride_kv'):
-        tiny(window_size=(7, 0, 0))
+        tiny_dense_backbone(window_size=(8, 4, 4))
+    with pytest.raises(ValueError, match='a positive multiple of the key stride 2'):
+        tiny_dense_backbone(window_size=(7, 0, 0))
     with pytest.raises(ValueError, match="attn_method 'dw_bn'"):
-        tiny(window_size=(8, 0, 0), attn_method='avg')
+        tiny_dense_backbone(window_size=(8, 0, 0), attn_method='avg')
     with pytest.raises(ValueError, match='window_size has 2 entries'):
-        tiny(window_size=(8, 4))
+        tiny_dense_backbone(window_size=(8, 4))

@@ -113,14 +113,21 @@ def fold_bn(weight: torch.Tensor, bn: _BatchNorm) -> Tuple[torch.Tensor, torch.T
 
 
 class DepthwiseConvBN(nn.Sequential):
-    """The ``dw_bn`` projection: depthwise conv without bias, then BatchNorm.
+    """The ``dw_bn`` projection: depthwise conv without bias, then BatchNorm, then (with
+    ``pool`` > 1) a ``pool`` x ``pool`` average pooling.
 
     Whenever the BN is a fixed affine map (eval mode, or ``norm_eval``) it is folded into the
     conv's weight and bias on the fly (a few hundred numbers), saving a full pass over the map.
     ``fuse_bn`` makes that permanent for deployment (same outputs, no BN modules left).
+
+    The pooling has no parameters, so the state dict is the same for any ``pool``. Each output
+    is the mean of the projections it covers (ceil mode: partial windows at the right and
+    bottom edges average their real positions only), where a conv stride of ``stride * pool``
+    would keep one sample in ``pool`` squared and skip the rest.
     """
 
-    def __init__(self, channels: int, kernel_size: int, stride: int, padding: int):
+    def __init__(self, channels: int, kernel_size: int, stride: int, padding: int,
+                 pool: int = 1):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, kernel_size, stride, padding,
                               groups=channels, bias=False)
@@ -133,6 +140,12 @@ class DepthwiseConvBN(nn.Sequential):
             weight.shape, (weight.shape[2] * weight.shape[3], 1, weight.shape[3], 1),
             dtype=weight.dtype, device=weight.device).copy_(weight))
         self.bn = nn.BatchNorm2d(channels)
+        if pool > 1:
+            self.pool = nn.AvgPool2d(pool, ceil_mode=True, count_include_pad=False)
+
+    def pool_output(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooling step alone (for ``ConvAttention``'s fused k/v conv)."""
+        return self.pool(x) if hasattr(self, 'pool') else x
 
     @property
     def bn_is_affine(self) -> bool:
@@ -149,10 +162,11 @@ class DepthwiseConvBN(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.bn_is_affine:  # train-mode BN: batch statistics, running-stat updates
-            return self.bn(self.conv(x))
+            return self.pool_output(self.bn(self.conv(x)))
         weight, bias = self.folded_weight_bias()
         conv = self.conv
-        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return self.pool_output(F.conv2d(x, weight, bias, conv.stride, conv.padding,
+                                         conv.dilation, conv.groups))
 
     @torch.no_grad()
     def fuse_bn(self) -> None:
@@ -169,10 +183,10 @@ class DepthwiseConvBN(nn.Sequential):
 
 
 def build_conv_projection(method: str, channels: int, kernel_size: int, stride: int,
-                          padding: int) -> Optional[nn.Module]:
+                          padding: int, pool: int = 1) -> Optional[nn.Module]:
     """The spatial projection applied to the token map before q/k/v's linear layers."""
     if method == 'dw_bn':
-        return DepthwiseConvBN(channels, kernel_size, stride, padding)
+        return DepthwiseConvBN(channels, kernel_size, stride, padding, pool)
     if method == 'avg':
         return nn.AvgPool2d(kernel_size, stride, padding, ceil_mode=True)
     if method == 'linear':
@@ -200,20 +214,30 @@ class ConvAttention(BaseModule):
             ViTDet's windowed blocks. The projections still run over the whole map, so the
             parameters are those of global attention; on a map that fits in one window the
             result is global attention's. 'dw_bn' only, no cls token, stride_q 1, and a
-            multiple of stride_kv.
+            multiple of the key stride (stride_kv * pool_kv).
+        pool_kv: with 'dw_bn', average-pool k's and v's projected maps by this factor
+            (``DepthwiseConvBN``): keys at stride ``stride_kv * pool_kv``, each the mean of
+            the projections it covers. 1 (no pooling) is the official model.
     """
 
     def __init__(self, embed_dims: int, num_heads: int, with_cls_token: bool,
                  method: str = 'dw_bn', kernel_size: int = 3, stride_q: int = 1,
                  stride_kv: int = 2, padding_q: int = 1, padding_kv: int = 1,
                  qkv_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0.,
-                 fuse_kv_conv: bool = False, window_size: int = 0, init_cfg=None):
+                 fuse_kv_conv: bool = False, window_size: int = 0, pool_kv: int = 1,
+                 init_cfg=None):
         super().__init__(init_cfg)
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+        if not (isinstance(pool_kv, int) and pool_kv >= 1):
+            raise ValueError(f'pool_kv must be a positive int, got {pool_kv!r}')
+        if pool_kv != 1 and method != 'dw_bn':
+            raise ValueError(f"pool_kv {pool_kv} needs attn_method 'dw_bn', got {method!r}")
+        key_stride = stride_kv * pool_kv
         if window_size:
-            needs = {'a positive multiple of stride_kv': window_size > 0
-                     and window_size % stride_kv == 0, "attn_method 'dw_bn'": method == 'dw_bn',
+            needs = {f'a positive multiple of the key stride {key_stride} (stride_kv x pool_kv)':
+                     window_size > 0 and window_size % key_stride == 0,
+                     "attn_method 'dw_bn'": method == 'dw_bn',
                      'no cls token': not with_cls_token, 'stride_q 1': stride_q == 1}
             unmet = [need for need, met in needs.items() if not met]
             if unmet:
@@ -222,6 +246,9 @@ class ConvAttention(BaseModule):
                                  f'with_cls_token {with_cls_token}, stride_q {stride_q})')
         self.window_size = window_size
         self.stride_kv = stride_kv
+        self.pool_kv = pool_kv
+        # The spacing of the keys on the query map.
+        self.key_stride = key_stride
         self.num_heads = num_heads
         self.with_cls_token = with_cls_token
         # The official code scales by the full width, not the head width.
@@ -231,9 +258,9 @@ class ConvAttention(BaseModule):
         self.conv_proj_q = build_conv_projection('linear' if method == 'avg' else method,
                                                  embed_dims, kernel_size, stride_q, padding_q)
         self.conv_proj_k = build_conv_projection(method, embed_dims, kernel_size, stride_kv,
-                                                 padding_kv)
+                                                 padding_kv, pool_kv)
         self.conv_proj_v = build_conv_projection(method, embed_dims, kernel_size, stride_kv,
-                                                 padding_kv)
+                                                 padding_kv, pool_kv)
         self.proj_q = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
         self.proj_k = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
         self.proj_v = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
@@ -271,6 +298,7 @@ class ConvAttention(BaseModule):
             # Train-mode BN: each module normalises its half with its own batch statistics
             # and updates its own running stats, exactly as without the fusion.
             k_map, v_map = conv_k.bn(k_map), conv_v.bn(v_map)
+        k_map, v_map = conv_k.pool_output(k_map), conv_v.pool_output(v_map)
         return map_to_tokens(k_map), map_to_tokens(v_map)
 
     @staticmethod
@@ -370,12 +398,19 @@ class ConvAttention(BaseModule):
 
     def kv_shape(self, hw_shape: HWShape) -> HWShape:
         """The (h, w) of the k/v map that k's spatial projection makes of an (H, W) map: the
-        conv's (or, for 'avg', the ceil-mode pool's) output size; (H, W) for 'linear'.
-        Arithmetic on the sizes only, so that it traces for ONNX export."""
+        conv's (then ``pool_kv``'s) or, for 'avg', the ceil-mode pool's output size; (H, W)
+        for 'linear'. Arithmetic on the sizes only, so that it traces for ONNX export."""
         layer = self.conv_proj_k
         if layer is None:
             return tuple(hw_shape)
-        layer = getattr(layer, 'conv', layer)
+        if not isinstance(layer, DepthwiseConvBN):
+            return self._output_shape(layer, hw_shape)
+        shape = self._output_shape(layer.conv, hw_shape)
+        return self._output_shape(layer.pool, shape) if hasattr(layer, 'pool') else shape
+
+    @staticmethod
+    def _output_shape(layer: nn.Module, hw_shape: HWShape) -> HWShape:
+        """The output size of a conv or pooling layer on an (H, W) map."""
         kernel, stride, padding = (_pair(value) for value in
                                    (layer.kernel_size, layer.stride, layer.padding))
         ceil_mode = getattr(layer, 'ceil_mode', False)
@@ -396,7 +431,7 @@ class ConvAttention(BaseModule):
         region, [i*w/s, (i+1)*w/s) x ... of the k/v map (w = window_size, s = stride_kv).
         Both maps are padded to whole windows; padded keys are masked out, padded queries
         cropped. Every window holds a real query and so a real key."""
-        window, kv_window = self.window_size, self.window_size // self.stride_kv
+        window, kv_window = self.window_size, self.window_size // self.key_stride
         # Ceiling division on non-negative numbers only: ONNX's integer Div truncates.
         rows, cols = ((size + window - 1) // window for size in hw_shape)
         kv_shape = self.kv_shape(hw_shape)
@@ -615,17 +650,23 @@ class CvT(BaseModule):
         stride_q (int): The stride of q's projection. Defaults to 1.
         stride_kv (int | Sequence[int]): The stride of k's and v's projections, for all stages
             or one per stage; 2 shortens the keys 4x. The conv weights do not depend on it, so
-            a checkpoint trained with 2 loads with any value (4, as in
-            configs/cvt13_maskrcnn-fast_coco.py, makes every attention 4x cheaper at detection
-            resolution). Defaults to 2.
+            a checkpoint trained with 2 loads with any value. Defaults to 2.
         window_size (int | Sequence[int]): 0 (global attention) or a window side, for all
             stages or one per stage: on token maps larger than the window, that stage's
             attention runs within non-overlapping windows (see ``ConvAttention``). Windows of
             the token grid the model was pretrained at (56, 28 for CvT-13's first two stages
             at 224) keep each query's attention span as in pretraining at any input size
-            (on the toy detector of docs/quickstart.md as fast as ``stride_kv=4`` and about
-            as much accuracy lost); stages with a cls token (the last) must stay
-            global. Parameter names and shapes do not depend on it. Defaults to 0.
+            (on the toy detector of docs/quickstart.md as fast as ``pool_kv=2`` and less
+            accurate); stages with a cls token (the last) must stay global. Parameter names
+            and shapes do not depend on it. Defaults to 0.
+        pool_kv (int | Sequence[int]): Average-pool k's and v's projected maps by this factor,
+            for all stages or one per stage: keys at stride ``stride_kv * pool_kv``, each the
+            mean of the ``pool_kv`` squared projections it covers rather than one strided
+            sample of them (see ``DepthwiseConvBN``). 'dw_bn' only; no parameters, so any
+            value loads the same checkpoint. 2, as in configs/cvt13_maskrcnn-fast_coco.py,
+            makes every attention 4x cheaper at detection resolution; on the toy detector of
+            docs/quickstart.md it kept the default's accuracy where ``stride_kv=4``, the same
+            key grid, did not. Defaults to 1.
         padding_q (int): The padding of q's projection. Defaults to 1.
         padding_kv (int | Sequence[int]): The padding of k's and v's projections, for all
             stages or one per stage. Defaults to 1.
@@ -687,6 +728,7 @@ class CvT(BaseModule):
                  stride_q: int = 1,
                  stride_kv: Union[int, Sequence[int]] = 2,
                  window_size: Union[int, Sequence[int]] = 0,
+                 pool_kv: Union[int, Sequence[int]] = 1,
                  padding_q: int = 1,
                  padding_kv: Union[int, Sequence[int]] = 1,
                  drop_rate: float = 0.,
@@ -748,6 +790,7 @@ class CvT(BaseModule):
         stride_kv = self._per_stage(stride_kv, 'stride_kv')
         padding_kv = self._per_stage(padding_kv, 'padding_kv')
         window_size = self._per_stage(window_size, 'window_size')
+        pool_kv = self._per_stage(pool_kv, 'pool_kv')
         for i, window in enumerate(window_size):
             if window and with_cls_token[i]:
                 raise ValueError(f'window_size {window} for stage {i}, which has a cls token: '
@@ -759,7 +802,8 @@ class CvT(BaseModule):
             attn_cfg = dict(method=attn_method, kernel_size=kernel_size, stride_q=stride_q,
                             stride_kv=stride_kv[i], padding_q=padding_q,
                             padding_kv=padding_kv[i], qkv_bias=qkv_bias,
-                            fuse_kv_conv=fuse_kv_conv, window_size=window_size[i])
+                            fuse_kv_conv=fuse_kv_conv, window_size=window_size[i],
+                            pool_kv=pool_kv[i])
             block_cfg = dict(mlp_ratio=mlp_ratio, drop_rate=drop_rate,
                              attn_drop_rate=attn_drop_rate, act_cfg=act_cfg, attn_cfg=attn_cfg,
                              with_cp=with_cp)
