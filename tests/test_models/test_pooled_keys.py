@@ -55,9 +55,9 @@ def test_pooled_keys_are_the_means_of_the_projections_they_cover(hw_shape, strid
     with torch.no_grad():
         expected = pooled_reference(attn, x, hw_shape, pool)
         out = attn(x, hw_shape)
-        unpooled_keys = ConvAttention(8, 2, with_cls_token, stride_kv=stride_kv)
-        unpooled_keys.load_state_dict(attn.state_dict())
-        unpooled = unpooled_keys.eval()(x, hw_shape)
+        unpooled_attn = ConvAttention(8, 2, with_cls_token, stride_kv=stride_kv)
+        unpooled_attn.load_state_dict(attn.state_dict())
+        unpooled = unpooled_attn.eval()(x, hw_shape)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(out, unpooled, atol=1e-3)
 

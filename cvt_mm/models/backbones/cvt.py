@@ -210,7 +210,7 @@ class ConvAttention(BaseModule):
             outputs per group.
         window_size: 0 for global attention; else, on maps larger than a window, attention
             within non-overlapping windows of window_size x window_size queries, each to the
-            keys and values of its own region (window_size / stride_kv squared of them), as
+            keys and values of its own region (window_size / key stride squared of them), as
             ViTDet's windowed blocks. The projections still run over the whole map, so the
             parameters are those of global attention; on a map that fits in one window the
             result is global attention's. 'dw_bn' only, no cls token, stride_q 1, and a
@@ -245,8 +245,6 @@ class ConvAttention(BaseModule):
                                  f' (stride_kv {stride_kv}, attn_method {method!r}, '
                                  f'with_cls_token {with_cls_token}, stride_q {stride_q})')
         self.window_size = window_size
-        self.stride_kv = stride_kv
-        self.pool_kv = pool_kv
         # The spacing of the keys on the query map.
         self.key_stride = key_stride
         self.num_heads = num_heads
@@ -428,7 +426,7 @@ class ConvAttention(BaseModule):
                           hw_shape: HWShape) -> torch.Tensor:
         """Attention within windows: query window (i, j) covers rows and columns
         [i*w, (i+1)*w) x [j*w, (j+1)*w) of the map and attends to the k/v positions of the same
-        region, [i*w/s, (i+1)*w/s) x ... of the k/v map (w = window_size, s = stride_kv).
+        region, [i*w/s, (i+1)*w/s) x ... of the k/v map (w = window_size, s = key_stride).
         Both maps are padded to whole windows; padded keys are masked out, padded queries
         cropped. Every window holds a real query and so a real key."""
         window, kv_window = self.window_size, self.window_size // self.key_stride
