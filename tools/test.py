@@ -12,7 +12,13 @@ import argparse
 
 from _cli import add_runner_arguments, parse_runner_args, quiet_runner_logger
 
-from cvt_mm.engine import build_runner, enable_visualization, load_config, shutdown_distributed
+from cvt_mm.engine import (
+    build_runner,
+    enable_visualization,
+    end_worker_process,
+    load_config,
+    shutdown_distributed,
+)
 
 
 def parse_args(argv=None):
@@ -45,7 +51,9 @@ def main(argv=None):
     metrics = runner.test()
     if runner.rank == 0:
         print('\n'.join(f'{name}: {value}' for name, value in metrics.items()))
-    shutdown_distributed()
+    del runner  # its model holds the process group
+    if shutdown_distributed():
+        end_worker_process()
 
 
 if __name__ == '__main__':

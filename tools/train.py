@@ -18,6 +18,7 @@ from cvt_mm.engine import (
     build_runner,
     enable_amp,
     enable_faithful_resume,
+    end_worker_process,
     load_config,
     shutdown_distributed,
 )
@@ -47,7 +48,8 @@ def main(argv=None):
     enable_faithful_resume(cfg)
     apply_resume(cfg, args.resume)
     quiet_runner_logger(build_runner(cfg)).train()
-    shutdown_distributed()
+    if shutdown_distributed():
+        end_worker_process()
 
 
 if __name__ == '__main__':

@@ -9,6 +9,7 @@ from .config import (
     task_scope,
 )
 from .distributed import (
+    end_worker_process,
     replace_sync_bn,
     setup_cpu_distributed,
     shutdown_distributed,
@@ -25,4 +26,4 @@ __all__ = ['TASK_SCOPES', 'allow_runner_checkpoints', 'apply_resume', 'build_run
            'replace_sync_bn', 'setup_cpu_distributed', 'task_scope', 'shutdown_distributed',
            'slurm_environment', 'AtomicLocalBackend', 'FaithfulResumeHook',
            'enable_faithful_resume', 'cvt_block_wrap_policy']
-__all__ += ['NonFiniteLossGuardHook']
+__all__ += ['NonFiniteLossGuardHook', 'end_worker_process']

@@ -5,9 +5,13 @@ wrapper passes ``device_ids=[LOCAL_RANK]``, all of which fail on a machine witho
 the process group is started here (the Runner, finding one, skips its own launcher) and the
 model is wrapped with ``device_ids=None``. With GPUs, mmengine's own launchers run unchanged.
 """
+import atexit
+import gc
 import logging
 import os
 import subprocess
+import sys
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -99,9 +103,32 @@ def setup_cpu_distributed(cfg: Config) -> bool:
     return True
 
 
-def shutdown_distributed() -> None:
-    """Leave the process group (after a barrier, so no process exits while others still talk
-    to it), so that the processes exit cleanly instead of tearing down a live gloo group."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+def shutdown_distributed() -> bool:
+    """Leave the process group, if there is one; returns whether there was.
+
+    A barrier first, so that no process leaves while others still talk to the group. Then a
+    garbage collection: the Runner (in reference cycles with its hooks) holds DDP's model, which
+    holds the group, and only once they are gone does ``destroy_process_group`` free gloo's
+    worker threads while the interpreter is still whole.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
+    return True
+
+
+def end_worker_process() -> NoReturn:
+    """End a distributed worker that has left its group (:func:`shutdown_distributed`): the
+    interpreter's exit handlers run (logging's flush among them), then ``os._exit(0)``.
+
+    FSDP's units stay referenced from outside Python after the Runner is gone, and with them the
+    gloo group and its threads; their teardown during interpreter finalization can abort the
+    process ("terminate called without an active exception", SIGABRT), which fails a run that
+    has finished and saved everything. Skipping finalization skips that teardown.
+    """
+    atexit._run_exitfuncs()  # what a normal exit runs before finalization
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
