@@ -40,7 +40,7 @@ if mode == 'cycle':
     threads_after = gloo_worker_threads()
     assert not shutdown_distributed()
 else:
-    group_kept_alive = dist.group.WORLD
+    group_kept_alive = dist.group.WORLD  # past shutdown, as FSDP's units keep it
     atexit.register(lambda: open(f'{out_dir}/exit_handler_ran_{rank}', 'w').close())
     assert shutdown_distributed()
     threads_after = gloo_worker_threads()
