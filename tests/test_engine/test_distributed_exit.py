@@ -35,18 +35,22 @@ dist.init_process_group('gloo')
 rank = dist.get_rank()
 CycleOwner().model(torch.randn(3, 4)).sum().backward()
 threads_before = gloo_worker_threads()
+
+
+def record_threads():
+    with open(f'{out_dir}/threads_{rank}', 'w') as f:
+        f.write(f'{threads_before} {gloo_worker_threads()}')
+
+
 if mode == 'cycle':
     assert shutdown_distributed()
-    threads_after = gloo_worker_threads()
+    record_threads()
     assert not shutdown_distributed()
 else:
     group_kept_alive = dist.group.WORLD  # past shutdown, as FSDP's units keep it
     atexit.register(lambda: open(f'{out_dir}/exit_handler_ran_{rank}', 'w').close())
     assert shutdown_distributed()
-    threads_after = gloo_worker_threads()
-with open(f'{out_dir}/threads_{rank}', 'w') as f:
-    f.write(f'{threads_before} {threads_after}')
-if mode != 'cycle':
+    record_threads()
     print(f'rank {rank} printed last')  # buffered, stdout being a pipe
     end_worker_process()
     raise AssertionError('end_worker_process returned')

@@ -394,6 +394,11 @@ class ConvAttention(BaseModule):
         # SDPA's output has q's memory layout, (B, L, heads, d): merging the heads is a view.
         return out.transpose(1, 2).flatten(2)
 
+    @property
+    def kv_window_size(self) -> int:
+        """A window's side on the k/v map (``window_size`` is its side on the query map)."""
+        return self.window_size // self.key_stride
+
     def kv_shape(self, hw_shape: HWShape) -> HWShape:
         """The (h, w) of the k/v map that k's spatial projection makes of an (H, W) map: the
         conv's (then ``pool_kv``'s) or, for 'avg', the ceil-mode pool's output size; (H, W)
@@ -429,7 +434,7 @@ class ConvAttention(BaseModule):
         region, [i*w/s, (i+1)*w/s) x ... of the k/v map (w = window_size, s = key_stride).
         Both maps are padded to whole windows; padded keys are masked out, padded queries
         cropped. Every window holds a real query and so a real key."""
-        window, kv_window = self.window_size, self.window_size // self.key_stride
+        window, kv_window = self.window_size, self.kv_window_size
         # Ceiling division on non-negative numbers only: ONNX's integer Div truncates.
         rows, cols = ((size + window - 1) // window for size in hw_shape)
         kv_shape = self.kv_shape(hw_shape)
