@@ -43,11 +43,12 @@ markers ``<!-- results:start -->`` and ``<!-- results:end -->`` of ``--out`` (de
 docs/benchmarks.md; the text around them is left alone) and the ``--plot`` are rendered from
 it. ``--quick`` writes to a temporary directory unless ``--out`` is given, never to docs/.
 """
-import _cli  # noqa: F401,I001  (first: quiets known third-party start-up notices)
 import argparse
 import sys
 import tempfile
 from pathlib import Path
+
+import _cli  # noqa: F401  (before the libraries: quiets their start-up notices)
 
 from cvt_mm.benchmark import DEVICE_SECTION, SECTIONS, render_only, run_benchmark
 

@@ -12,12 +12,13 @@
     python tools/check_parity.py
     python tools/check_parity.py --official-repo /path/to/CvT
 """
-import _cli  # noqa: F401,I001  (first: quiets known third-party start-up notices)
 import argparse
 import collections.abc
 import sys
 import types
 from functools import partial
+
+import _cli  # noqa: F401  (before the libraries: quiets their start-up notices)
 
 import torch
 from mmpretrain.registry import MODELS
@@ -25,8 +26,8 @@ from rich.console import Console
 from rich.table import Table
 
 import cvt_mm  # noqa: F401
-from cvt_mm.models.backbones.cvt import CvT
 from cvt_mm.apis import classifier_cfg
+from cvt_mm.models.backbones.cvt import CvT
 from cvt_mm.models.weight_conversion import convert_state_dict
 from cvt_mm.testing import build_hf_and_cvt_mm, compare_with_hf, randomize_norms
 

@@ -12,11 +12,12 @@ gives a backbone-only checkpoint, for the detection and segmentation configs. Ex
 one line on stderr on failure.
 See docs/checkpoints.md; the steps are ``cvt_mm.checkpoint.convert_checkpoint``.
 """
-import _cli  # noqa: F401,I001  (first: quiets known third-party import-time warnings)
 import argparse
 import sys
 import warnings
 from typing import Optional, Sequence
+
+import _cli  # noqa: F401  (before the libraries: quiets their start-up notices)
 
 from cvt_mm.checkpoint import STEPS, CheckpointError, convert_checkpoint
 

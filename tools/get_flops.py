@@ -5,8 +5,9 @@ Examples:
     python tools/get_flops.py --arch w24 --shape 384
     python tools/get_flops.py configs/cvt13_maskrcnn_coco.py --shape 800 1333   # backbone+neck
 """
-import _cli  # noqa: F401,I001  (first: quiets known third-party start-up notices)
 import argparse
+
+import _cli  # noqa: F401  (before the libraries: quiets their start-up notices)
 
 import torch
 from mmengine.config import Config
@@ -15,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 import cvt_mm  # noqa: F401  (registers CvT)
-from cvt_mm.analysis import count_macs
 from cvt_mm.apis import classifier_cfg
+from cvt_mm.macs import count_macs
 
 
 def parse_args():

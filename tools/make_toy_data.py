@@ -8,9 +8,10 @@ A set already there with the same parameters is skipped (so is one with other pa
 drawn by an older version, with a note; --force regenerates those). A directory this tool did
 not make is never touched. Layouts and label conventions: cvt_mm/datasets/toy_shapes.py.
 """
-import _cli  # noqa: F401,I001  (first: quiets known third-party start-up notices)
 import argparse
 from pathlib import Path
+
+import _cli  # noqa: F401  (before the libraries: quiets their start-up notices)
 
 from cvt_mm.datasets import TASKS, default_params, ensure_toy_set
 

@@ -9,8 +9,9 @@ the rows as JSON to <work-dir>/transfer_benchmark.{md,json}. --toy runs every co
 shape set at 64 px for a few dozen steps (a test of the whole path, not a benchmark). The logic
 is ``cvt_mm.apis.transfer``.
 """
-import _cli  # noqa: F401,I001  (first: quiets known third-party import-time warnings)
 import argparse
+
+import _cli  # noqa: F401  (before the libraries: quiets their start-up notices)
 
 from mmengine.config import DictAction
 

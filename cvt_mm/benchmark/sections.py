@@ -236,7 +236,7 @@ def measure_det(suite) -> dict:
          'keeps max_per_img=100 detections and the mask head runs on 100 RoIs, as for a '
          'trained model (NMS then sees 80 x 1000 candidates, more than a trained model '
          'passes it). RPN: the config\'s 1000 proposals either way.',
-         f"GMACs counted with cvt_mm.analysis.count_macs (attention matmuls included) on "
+         f"GMACs counted with cvt_mm.macs.count_macs (attention matmuls included) on "
          f"the padded input {shape[2]}x{shape[3]}.",
          'Configs: ' + ', '.join(
              f'configs/{config}' if not config.startswith('mmdet::') else config

@@ -96,10 +96,10 @@ def matmul_peak_gflops(repeats: int = 10) -> float:
 
 def cvt_macs(model, shape: Sequence[int]) -> float:
     """Multiply-accumulates of one forward of ``model`` on zeros of ``shape``, attention
-    included (:func:`cvt_mm.analysis.count_macs`)."""
+    included (:func:`cvt_mm.macs.count_macs`)."""
     import torch
 
-    from cvt_mm.analysis import count_macs
+    from cvt_mm.macs import count_macs
     with torch.no_grad():
         return count_macs(model, (torch.zeros(*shape),)).total()
 
@@ -323,7 +323,7 @@ def worker_det(job: dict) -> dict:
     import torch
     from mmdet.apis import inference_detector
 
-    from cvt_mm.analysis import count_macs
+    from cvt_mm.macs import count_macs
     memory = MemoryTracker()
     model, image = build_detector(job['config'], job['arch'], job['size'])
     memory.built()

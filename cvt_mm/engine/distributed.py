@@ -42,8 +42,9 @@ def slurm_environment(environ=os.environ) -> dict:
 
     RANK, WORLD_SIZE and LOCAL_RANK from SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID; the
     master is the first host of SLURM_NODELIST (``scontrol show hostnames`` expands ranges
-    such as ``node[01-04]``) unless MASTER_ADDR is set; MASTER_PORT defaults to torch's 29500.
-    As mmengine's slurm launcher computes them, without its ``torch.cuda.set_device``.
+    such as ``node[01-04]``) unless MASTER_ADDR is set; MASTER_PORT, unless set, is
+    :func:`job_port` of SLURM_JOB_ID, so that two jobs sharing a node do not collide on one
+    port. As mmengine's slurm launcher computes them, without its ``torch.cuda.set_device``.
     """
     missing = [name for name in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST')
                if name not in environ]
@@ -61,7 +62,8 @@ def slurm_environment(environ=os.environ) -> dict:
 
 
 def job_port(environ=os.environ) -> int:
-    """A port in 20000-39999 that every task of one Slurm job computes alike."""
+    """A port in 20000-39999 that every task of one Slurm job computes alike from
+    SLURM_JOB_ID; torch's default 29500 outside a job."""
     job_id = environ.get('SLURM_JOB_ID')
     return 29500 if job_id is None else 20000 + int(job_id) % 20000
 

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
 import cvt_mm  # noqa: F401
-from cvt_mm.analysis import count_macs
 from cvt_mm.apis import classifier_cfg
+from cvt_mm.macs import count_macs
 
 
 def test_sdpa_matmuls_are_counted():
