@@ -8,7 +8,6 @@ the whole path (configs, checkpoint loading, fine-tuning, evaluation, table) run
 """
 import json
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -49,25 +48,9 @@ class TransferResult:
     paper_top1: Optional[float]
 
 
-def _scale_sizes(node, factor: float):
-    """A copy of a pipeline (list of dicts) with every scale / crop_size multiplied."""
-    if isinstance(node, dict):
-        return {key: (_scale_size(value, factor) if key in ('scale', 'crop_size')
-                      else _scale_sizes(value, factor)) for key, value in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [_scale_sizes(value, factor) for value in node]
-    return node
-
-
-def _scale_size(size, factor: float):
-    if isinstance(size, (int, float)):
-        return max(1, round(size * factor))
-    return type(size)(_scale_size(value, factor) for value in size)
-
-
 def _checkpoint_arch(checkpoint: str) -> dict:
     """The CvT arch of a checkpoint with ``backbone.*`` tensors (converted or trained)."""
-    from ..models.weight_conversion import infer_arch
+    from ..checkpoint.key_mapping import infer_arch
     loaded = torch.load(checkpoint, map_location='cpu', weights_only=True)
     meta = loaded.get('meta') or {}
     if isinstance(meta.get('arch'), dict):
@@ -82,6 +65,7 @@ def apply_toy_settings(cfg, checkpoint: str, data_root: Path) -> None:
     The model keeps the config's classifier, loss and init from ``checkpoint`` (its arch is
     read off the checkpoint); data, image size, batch, schedule and lr change.
     """
+    from ..datasets.toy_configs import shrink_config
     from ..datasets.toy_shapes import SHAPE_CLASSES
     num_classes = len(SHAPE_CLASSES)
     arch = _checkpoint_arch(checkpoint)
@@ -89,18 +73,18 @@ def apply_toy_settings(cfg, checkpoint: str, data_root: Path) -> None:
     cfg.model.head.update(num_classes=num_classes, in_channels=arch['embed_dims'][-1])
     # Images come from files (BGR), whatever the real set's loader.
     cfg.data_preprocessor.update(num_classes=num_classes, to_rgb=True)
-    factor = TOY_IMAGE_SIZE / 384
     for loader, split in (('train_dataloader', 'train'), ('val_dataloader', 'val')):
         transforms = [step for step in cfg[loader].dataset.pipeline
                       if step['type'] != 'LoadImageFromFile']
         cfg[loader] = dict(
-            batch_size=TOY_BATCH_SIZE, num_workers=0, persistent_workers=False,
+            batch_size=TOY_BATCH_SIZE,
             sampler=dict(type='DefaultSampler', shuffle=split == 'train'),
             dataset=dict(type='CustomDataset', data_root=str(data_root),
                          ann_file=f'meta/{split}.txt', data_prefix=split,
                          metainfo=dict(classes=SHAPE_CLASSES),
-                         pipeline=[dict(type='LoadImageFromFile'),
-                                   *_scale_sizes(transforms, factor)]))
+                         pipeline=[dict(type='LoadImageFromFile'), *transforms]))
+    # The transfer configs' sizes are 384 px; test_dataloader becomes val's below.
+    shrink_config(cfg, size_factor=TOY_IMAGE_SIZE / 384, num_workers=0)
     cfg.test_dataloader = cfg.val_dataloader
     cfg.val_evaluator = dict(type='Accuracy', topk=(1, ))
     cfg.test_evaluator = cfg.val_evaluator
@@ -136,6 +120,7 @@ def run_transfer(dataset: str, checkpoint: str, work_dir: Path, toy: bool = Fals
     Returns:
         TransferResult: top-1 (%), steps, wall-clock seconds of training and evaluation.
     """
+    from ..datasets.toy_configs import shrink_config
     from ..engine import build_runner, load_config
 
     relative = TRANSFER_CONFIGS[dataset]
@@ -147,9 +132,7 @@ def run_transfer(dataset: str, checkpoint: str, work_dir: Path, toy: bool = Fals
     cfg.randomness = dict(seed=0)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    # Runners in one process must not share a logger or a visualizer (looked up by name).
-    cfg.experiment_name = f'transfer_{dataset}_{uuid.uuid4().hex[:8]}'
-    cfg.visualizer.name = cfg.experiment_name
+    shrink_config(cfg, run_name=f'transfer_{dataset}')  # a Runner of its own in this process
 
     start = time.perf_counter()
     runner = build_runner(cfg)

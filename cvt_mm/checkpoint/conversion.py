@@ -4,7 +4,7 @@ The steps, run in order by :func:`convert_checkpoint` (``tools/convert_checkpoin
 is a command line over it):
 
 1. :func:`~cvt_mm.checkpoint.reading.load_source` reads SRC without running code.
-2. :func:`convert` maps the keys onto cvt_mm's (``models.weight_conversion``) and reads the
+2. :func:`convert` maps the keys onto cvt_mm's (:mod:`.key_mapping`) and reads the
    variant off the tensors, never off a file name.
 3. :func:`verify` builds the classifier of that variant (``apis.classifier_cfg``), loads the
    weights strictly and runs one small forward pass.
@@ -21,13 +21,13 @@ from typing import Callable, List, Optional
 
 import torch
 
-from ..models.weight_conversion import (
+from ..version import __version__
+from .key_mapping import (
     UnrecognisedCheckpoint,
     convert_state_dict,
     detect_format,
     infer_arch,
 )
-from ..version import __version__
 from .reading import HF_CONFIG_FILE, CheckpointError, SourceCheckpoint, StateDict, load_source
 
 # The verification forward pass: small, but large enough for all three stages to have tokens.

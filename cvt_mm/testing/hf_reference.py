@@ -11,7 +11,7 @@ import torch.nn as nn
 from mmpretrain.registry import MODELS
 
 from ..apis import classifier_cfg
-from ..models.weight_conversion import convert_state_dict
+from ..checkpoint.key_mapping import convert_state_dict
 
 
 def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -109,6 +109,24 @@ def quick_gelu(x):
     return x * torch.sigmoid(1.702 * x)
 
 
+def official_projection(state_dict, block, qkv, stride, feature_map, cls_part, heads):
+    """One of a block's q, k, v: the dw_bn conv projection at ``stride``, the cls token (if
+    any) in front, the linear projection, split into heads: (B, heads, L, dim / heads)."""
+    conv_proj = f'{block}attn.conv_proj_{qkv}.'
+    batch, dim = feature_map.shape[:2]
+    y = F.conv2d(feature_map, state_dict[conv_proj + 'conv.weight'], None, stride, 1,
+                 groups=dim)
+    y = F.batch_norm(y, state_dict[conv_proj + 'bn.running_mean'],
+                     state_dict[conv_proj + 'bn.running_var'], state_dict[conv_proj + 'bn.weight'],
+                     state_dict[conv_proj + 'bn.bias'], training=False, eps=1e-5)
+    y = y.flatten(2).transpose(1, 2)
+    if cls_part is not None:
+        y = torch.cat((cls_part, y), dim=1)
+    y = F.linear(y, state_dict[f'{block}attn.proj_{qkv}.weight'],
+                 state_dict[f'{block}attn.proj_{qkv}.bias'])
+    return y.reshape(batch, y.shape[1], heads, dim // heads).transpose(1, 2)
+
+
 def official_logits(state_dict, images, num_heads):
     """The official CvT forward pass (dw_bn projections, QuickGELU), read off the key names."""
 
@@ -139,21 +157,9 @@ def official_logits(state_dict, images, num_heads):
                 cls_part, normed = normed[:, :1], normed[:, 1:]
             feature_map = normed.transpose(1, 2).reshape(batch, dim, height, width)
 
-            def project(qkv, stride):
-                conv_proj = f'{block}attn.conv_proj_{qkv}.'
-                y = F.conv2d(feature_map, get(conv_proj + 'conv.weight'), None, stride, 1,
-                             groups=dim)
-                y = F.batch_norm(y, get(conv_proj + 'bn.running_mean'),
-                                 get(conv_proj + 'bn.running_var'), get(conv_proj + 'bn.weight'),
-                                 get(conv_proj + 'bn.bias'), training=False, eps=1e-5)
-                y = y.flatten(2).transpose(1, 2)
-                if has_cls:
-                    y = torch.cat((cls_part, y), dim=1)
-                y = F.linear(y, get(f'{block}attn.proj_{qkv}.weight'),
-                             get(f'{block}attn.proj_{qkv}.bias'))
-                return y.reshape(batch, y.shape[1], heads, dim // heads).transpose(1, 2)
-
-            q, k, v = project('q', 1), project('k', 2), project('v', 2)
+            q, k, v = [official_projection(state_dict, block, qkv, stride, feature_map,
+                                           cls_part if has_cls else None, heads)
+                       for qkv, stride in (('q', 1), ('k', 2), ('v', 2))]
             attention = torch.softmax(q @ k.transpose(-2, -1) * dim ** -0.5, dim=-1)
             attended = (attention @ v).transpose(1, 2).reshape(batch, -1, dim)
             tokens = tokens + F.linear(attended, get(block + 'attn.proj.weight'),
@@ -500,7 +506,7 @@ def test_headless_hf_model_converts_and_starts_a_dense_backbone(tmp_path, capsys
     from mmdet.registry import MODELS as DET_MODELS
     from safetensors.torch import load_file, save_file
 
-    from cvt_mm.models.weight_conversion import convert_state_dict
+    from cvt_mm.checkpoint.key_mapping import convert_state_dict
     from cvt_mm.testing import randomize_norms
 
     hf_config = transformers.CvtConfig(embed_dim=TINY_ARCH['embed_dims'],

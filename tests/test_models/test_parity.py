@@ -5,8 +5,8 @@ from mmpretrain.registry import MODELS
 
 import cvt_mm  # noqa: F401
 from cvt_mm.apis import classifier_cfg
+from cvt_mm.checkpoint.key_mapping import convert_state_dict
 from cvt_mm.models.backbones.cvt import CvT
-from cvt_mm.models.weight_conversion import convert_state_dict
 from cvt_mm.testing import TINY_ARCH, build_hf_and_cvt_mm, compare_with_hf
 
 

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .backbones.cvt import CvT
+from ..models.backbones.cvt import CvT
 
 # (pattern, replacement) applied in order to each key; a key that no rule matches is
 # reported as unrecognised.
