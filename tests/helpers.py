@@ -3,13 +3,13 @@ path). Reference models and the tiny arch are in ``cvt_mm.testing``."""
 import copy
 import importlib
 import logging
-import uuid
 from pathlib import Path
 
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
 from cvt_mm.datasets import toy_shapes
+from cvt_mm.datasets.toy_configs import shrink_config
 from cvt_mm.engine import register_task_modules, task_scope
 from cvt_mm.models.backbones.cvt import CvT
 from cvt_mm.testing import TINY_ARCH, randomize_norms
@@ -24,7 +24,6 @@ TOY_NUM_TRAIN, TOY_NUM_VAL = 2, 2
 # every pipeline size by these factors, keeping the pipelines' structure intact. UperNet's
 # 512-channel fusion convs at stride 4 dominate its cost, hence its 64-px crops.
 TOY_SIZE_FACTOR = {'mmdet': TOY_IMAGE_SIZE / 800, 'mmseg': 64 / 512}
-PIPELINE_SIZE_KEYS = ('scale', 'scales', 'crop_size')
 
 
 def tiny_dense_backbone(**kwargs) -> CvT:
@@ -58,25 +57,6 @@ def build_model(cfg: Config):
     return task_registry(cfg, 'MODELS').build(cfg.model)
 
 
-def scale_sizes(node, factor: float):
-    """Multiply every image size in a pipeline config tree by ``factor`` (in place)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in PIPELINE_SIZE_KEYS:
-                node[key] = scale_size(value, factor)
-            else:
-                scale_sizes(value, factor)
-    elif isinstance(node, list):
-        for value in node:
-            scale_sizes(value, factor)
-
-
-def scale_size(size, factor: float):
-    if isinstance(size, (int, float)):
-        return max(1, round(size * factor))
-    return type(size)(scale_size(value, factor) for value in size)
-
-
 def as_list(node) -> list:
     """A config entry that is one dict or a list of them (cascade stages), as a list."""
     return list(node) if isinstance(node, (list, tuple)) else [node]
@@ -101,12 +81,15 @@ def toy_config(cfg: Config, data_root: Path, arch=TINY_ARCH) -> Config:
             model.decode_head.in_channels = widths
             model.auxiliary_head.in_channels = widths[model.auxiliary_head.in_index]
     model.backbone.init_cfg = None  # no checkpoint here: the backbone's own init
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].update(num_workers=0, persistent_workers=False)
-        scale_sizes(cfg[loader].dataset.pipeline, TOY_SIZE_FACTOR[scope])
-    cfg.train_dataloader.batch_size = TOY_NUM_TRAIN  # one iteration per epoch
     if scope == 'mmdet':
-        coco_root = f'{data_root}/coco/'
+        data_root = f'{data_root}/coco/'
+    else:
+        data_root = f'{data_root}/ade/ADEChallengeData2016'
+    # One epoch of one iteration (the batch holds the whole training set), or one iteration.
+    shrink_config(cfg, data_root=data_root, size_factor=TOY_SIZE_FACTOR[scope], length=1,
+                  num_workers=0, run_name='toy')
+    cfg.train_dataloader.batch_size = TOY_NUM_TRAIN
+    if scope == 'mmdet':
         classes = toy_shapes.SHAPE_CLASSES
         if 'roi_head' in model:
             # A cascade has one box head and one rcnn train_cfg per stage.
@@ -128,21 +111,8 @@ def toy_config(cfg: Config, data_root: Path, arch=TINY_ARCH) -> Config:
             model.test_cfg.score_thr = 0.
         for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             # CocoDataset keeps only the categories named in its metainfo.
-            cfg[loader].dataset.update(data_root=coco_root, metainfo=dict(classes=classes))
-        for evaluator in ('val_evaluator', 'test_evaluator'):
-            cfg[evaluator].ann_file = f'{coco_root}annotations/instances_val2017.json'
-        cfg.train_cfg.max_epochs = 1
-    else:
-        # The toy label maps hold 0..5 after reduce_zero_label: a subset of ADE20K's classes.
-        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-            cfg[loader].dataset.data_root = f'{data_root}/ade/ADEChallengeData2016'
-        model.data_preprocessor.size = scale_size(model.data_preprocessor.size,
-                                                  TOY_SIZE_FACTOR[scope])
-        cfg.train_cfg.update(max_iters=1, val_interval=1)
-    # Runners built in one process must not share their logger, scope or visualizer, which
-    # mmengine looks up by name.
-    cfg.experiment_name = f'toy_{uuid.uuid4().hex}'
-    cfg.visualizer.name = cfg.experiment_name
+            cfg[loader].dataset.metainfo = dict(classes=classes)
+    # (mmseg: the toy label maps hold 0..5 after reduce_zero_label, a subset of ADE20K's.)
     return cfg
 
 

@@ -49,8 +49,8 @@ val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
 # Schedule: warmup, then cosine over 16 epochs. The length is what the detector trained from
-# this classifier depends on most, and the lr is the best of those tried at this batch size
-# (trial log: docs/quickstart.md), so it is not scaled automatically.
+# this classifier depends on most, and the lr is tuned for this batch size, so it is not
+# scaled automatically.
 max_epochs = 16
 optim_wrapper = dict(optimizer=dict(lr=5e-4, weight_decay=0.05))
 param_scheduler = [

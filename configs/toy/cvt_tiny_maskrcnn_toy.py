@@ -71,8 +71,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
-# Schedule: a high AdamW lr after a short warmup, a step near the end (the best of the
-# schedules tried; trial log: docs/quickstart.md); evaluate once at the end.
+# Schedule: a high AdamW lr after a short warmup, a step near the end; evaluate once at the
+# end.
 max_epochs = 8
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [

@@ -5,8 +5,8 @@
 # Changed from the real config: data (toy root, classes, image size, a plain resize + flip
 # pipeline), model width and depth (the tiny CvT `arch` of ./_base_/toy_shapes.py, narrower
 # UperNet and auxiliary heads) and the schedule. Like the real config, the backbone starts
-# from a classifier: the toy one that tools/quickstart.py (`make demo`) pretrains. Results, and
-# the trials behind the toy ADE set and this schedule: docs/quickstart.md.
+# from a classifier: the toy one that tools/quickstart.py (`make demo`) pretrains. Results:
+# docs/quickstart.md.
 #
 #   make demo     # leaves work_dirs/quickstart/pretrain/cvt_tiny_cls_toy.pth
 #   python tools/make_toy_data.py --tasks ade --num-train 600 --num-val 60 --image-size 160
@@ -64,7 +64,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 # Schedule: AdamW at a high lr, short warmup, linear decay over 3,000 iterations: the shape
-# classes separate late, as the lr decays (trial log: docs/quickstart.md).
+# classes separate late, as the lr decays.
 max_iters = 3000
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [

@@ -16,7 +16,7 @@ The ADE set differs in two ways, both for per-pixel labelling: its scenes are de
 pixels), and each class fills its shape with its own pattern (``CLASS_PATTERNS``: flat, stripes,
 checks, dots, speckle; colours, scale and angle random), as ADE20K's classes have their own
 textures. With flat fills, a pixel deep inside a shape could only be classified from the outline
-far away; a pattern gives every pixel local evidence. docs/quickstart.md has the measurements.
+far away; a pattern gives every pixel local evidence. The toy UperNet's figures: docs/quickstart.md.
 
 Layouts and label conventions:
 

@@ -1,6 +1,6 @@
-"""tools/quickstart.py end to end on a minuscule setting (every stage runs and leaves its
-artifacts), and the toy configs it runs. Learning quality is measured in docs/quickstart.md,
-not asserted here."""
+"""tools/quickstart.py (cvt_mm.apis.quickstart) end to end on a minuscule setting (every stage
+runs and leaves its artifacts), and the toy configs it runs. Learning quality is measured in
+docs/quickstart.md, not asserted here."""
 import json
 import os
 import os.path as osp
@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import quickstart
 from helpers import CONFIG_DIR, TOOLS_DIR
 from mmengine.config import Config
 
+from cvt_mm.apis.quickstart import DEFAULT_WORK_DIR, PRETRAINED_NAME
 from cvt_mm.datasets import ADE_TOY_CLASSES, SHAPE_CLASSES
+from cvt_mm.datasets.toy_configs import set_epochs
 
 QUICKSTART = TOOLS_DIR / 'quickstart.py'
 TOY_CONFIGS = sorted((CONFIG_DIR / 'toy').glob('*.py'))
@@ -85,13 +86,12 @@ def test_toy_configs_name_the_generators_classes(config):
 
 def test_toy_pretrained_checkpoint_is_where_the_quickstart_leaves_it():
     base = Config.fromfile(str(CONFIG_DIR / 'toy/_base_/toy_shapes.py'))
-    default_work_dir = quickstart.parse_args([]).work_dir
-    assert base.toy_pretrained == osp.join(default_work_dir, 'pretrain', quickstart.PRETRAINED_NAME)
+    assert base.toy_pretrained == osp.join(DEFAULT_WORK_DIR, 'pretrain', PRETRAINED_NAME)
 
 
 def test_set_epochs_keeps_the_schedule_shape():
     cfg = Config.fromfile(str(CONFIG_DIR / 'toy/cvt_tiny_maskrcnn_toy.py'))
-    quickstart.set_epochs(cfg, 1)
+    set_epochs(cfg, 1)
     assert cfg.train_cfg.max_epochs == 1
     assert cfg.default_hooks.checkpoint.interval == 1
     assert all(s.get('end', 1) <= 1 for s in cfg.param_scheduler if s.get('by_epoch', True))

@@ -1,0 +1,46 @@
+"""shrink_config: a real config re-rooted, its image sizes scaled, its schedule shortened."""
+from helpers import load_repo_config
+
+from cvt_mm.datasets.toy_configs import shrink_config
+
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def pipeline_step(cfg, loader, kind):
+    return next(step for step in cfg[loader].dataset.pipeline if step.type == kind)
+
+
+def test_a_detection_config_is_rerooted_scaled_and_shortened():
+    cfg = load_repo_config('cvt13_maskrcnn_coco.py')
+    assert pipeline_step(cfg, 'train_dataloader', 'Resize').scale == (1333, 800)
+    shrink_config(cfg, data_root='toy/coco/', size_factor=0.1, length=2, num_workers=0,
+                  run_name='toy')
+
+    assert [cfg[loader].dataset.data_root for loader in LOADERS] == ['toy/coco/'] * 3
+    # The COCO metric reads its annotations itself: they move with the data.
+    assert cfg.val_evaluator.ann_file == 'toy/coco/annotations/instances_val2017.json'
+    assert cfg.test_evaluator.ann_file == 'toy/coco/annotations/instances_val2017.json'
+    assert pipeline_step(cfg, 'train_dataloader', 'Resize').scale == (133, 80)
+    assert pipeline_step(cfg, 'val_dataloader', 'Resize').scale == (133, 80)
+    assert all(cfg[loader].num_workers == 0 and not cfg[loader].persistent_workers
+               for loader in LOADERS)
+    # The 12-epoch step schedule, shortened to 2 epochs with its shape.
+    assert cfg.train_cfg.max_epochs == 2 and cfg.train_cfg.val_interval == 2
+    step = next(s for s in cfg.param_scheduler if s.type == 'MultiStepLR')
+    assert step.end == 2 and step.milestones == [1]
+    warmup = next(s for s in cfg.param_scheduler if s.type == 'LinearLR')
+    assert not warmup.by_epoch and warmup.end == 500  # iterations: left as it is
+    assert cfg.experiment_name.startswith('toy_')
+    assert cfg.visualizer.name == cfg.experiment_name
+
+
+def test_a_segmentation_config_keeps_its_crop_and_preprocessor_in_step():
+    cfg = load_repo_config('cvt13_upernet_ade20k.py')
+    crop = pipeline_step(cfg, 'train_dataloader', 'RandomCrop').crop_size
+    shrink_config(cfg, data_root='toy/ade', size_factor=0.125, length=1)
+
+    assert cfg.train_dataloader.dataset.data_root == 'toy/ade'
+    assert pipeline_step(cfg, 'train_dataloader', 'RandomCrop').crop_size == tuple(
+        round(side / 8) for side in crop)
+    assert cfg.model.data_preprocessor.size == (64, 64)  # pads batches to the scaled crop
+    assert cfg.train_cfg.max_iters == 1 and cfg.train_cfg.val_interval == 1
