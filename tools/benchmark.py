@@ -1,47 +1,33 @@
-"""CPU benchmark of cvt_mm's CvT against Hugging Face transformers' and mmdet's detectors.
+"""CPU benchmark of cvt_mm's CvT against Hugging Face transformers and mmdet's detectors.
 
 Sections (``--sections``, default all of them, in this order):
 
-  cls      CvT-13 classification at 224x224, batch 16, eval: throughput of cvt_mm (eager and
-           ``switch_to_deploy()``) and HF ``CvtForImageClassification`` on the same weights,
-           their max abs logit difference, achieved GFLOP/s (2 x MACs / time) as a fraction of
-           this CPU's fp32 matmul peak (2048x2048 matmul, measured in the same process).
-  compile  ``torch.compile`` (inductor, freezing) of the cvt_mm backbone: compile time and
-           steady-state speed at 224 batch 16 and at 800x1333.
-  dense    CvT-13 backbone forward on one image, sizes from 224 to 1333 on the long side
-           (aspect 800:1333): latency and peak RSS of cvt_mm vs HF ``CvtModel``; 800x1333 is the
-           headline. Plotted to ``--plot``.
-  train    one training step (forward + backward) of the backbone at 800x1333: time and peak
-           RSS, with and without ``with_cp``.
-  det      Mask R-CNN inference per 800x1333 image (mmdet test pipeline, random weights):
-           CvT-13 vs mmdet's Swin-T and R-50, with backbone+neck GMACs and time.
-  profile  torch.profiler's top operators of cvt_mm and HF at 224 batch 16 and at 800x1333.
+  cls      CvT-13 classifier throughput at 224x224 batch 16: cvt_mm (eager and
+           ``switch_to_deploy()``) vs HF, GFLOP/s against the CPU's matmul peak
+  compile  ``torch.compile`` (inductor) of the backbone vs eager
+  dense    backbone latency and peak RSS against input size up to 800x1333, vs HF ``CvtModel``
+  train    one training step at 800x1333, with and without ``with_cp``
+  det      Mask R-CNN per 800x1333 image: CvT-13, its fast config, mmdet's Swin-T and R-50
+  profile  torch.profiler's top operators of cvt_mm and HF
 
 With ``--device cuda`` (or ``cpu``) the default is the device section instead, on that device:
-  device   CvT-13 classifier throughput (cvt_mm under fp32 / bf16 / fp16 autocast) vs HF
-           ``CvtForImageClassification`` and timm's Swin-T at 224/448/896, batch 32; the
-           backbones (CvT-13, its fast config, mmdet's Swin-T, HF ``CvtModel``) at 800x1333:
-           forward and one training step with peak GPU memory; checks that cvt_mm on the
-           device matches its CPU output (fp32 within 1e-4, bf16 5e-2, fp16 1e-2 of the
-           output scale) and that AMP training steps give finite gradients. A failed check
-           makes the exit status 1. Stored as the section ``device-cuda`` (``device-cpu``).
-
-Every measurement runs in a fresh subprocess (``python -m cvt_mm.benchmark.workers``) that
-builds one model and runs it, so peak RSS is that model's alone. Threads: ``--threads`` for
-torch, OMP and MKL alike. The load average before and after each section is recorded, since a
-shared CPU inflates every number. The logic is in ``cvt_mm.benchmark``.
+  device   classifier throughput under fp32 / bf16 / fp16 autocast vs HF and timm's Swin-T, the
+           backbones at 800x1333 with peak memory, and checks of cvt_mm on the device against
+           its CPU output (a failed check makes the exit status 1); stored as ``device-cuda``
+           (``device-cpu``)
 
     python tools/benchmark.py                          # everything (~15 min on 2 cores)
     python tools/benchmark.py --sections cls dense     # some sections; the others are kept
     python tools/benchmark.py --render-only            # re-render the docs from the data
     python tools/benchmark.py --quick                  # tiny models and sizes, a smoke test
-    python tools/benchmark.py --device cuda            # the GPU section (~5 min on a GPU)
-    python tools/benchmark.py --device cpu --quick     # the same on the CPU, as CI runs it
+    python tools/benchmark.py --device cuda            # the GPU section
+    python tools/benchmark.py --device cpu --quick     # the same on the CPU
 
 The results are data, ``--data`` (default docs/benchmarks.json); the tables between the
 markers ``<!-- results:start -->`` and ``<!-- results:end -->`` of ``--out`` (default
 docs/benchmarks.md; the text around them is left alone) and the ``--plot`` are rendered from
 it. ``--quick`` writes to a temporary directory unless ``--out`` is given, never to docs/.
+What each section measures and how: docs/benchmarks.md; the code: ``cvt_mm.benchmark``.
 """
 import argparse
 import sys

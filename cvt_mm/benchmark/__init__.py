@@ -2,12 +2,18 @@
 
 ``tools/benchmark.py`` is the command line over this package:
 
-* :mod:`.workers`: the measurements, one per subprocess
-  (``python -m cvt_mm.benchmark.workers JOB``), and the models they build;
-* :mod:`.sections`: what each section measures and the tables made of it;
+* :mod:`.sections`: what each section measures (the workers it spawns) and the tables made of
+  their results;
+* :mod:`.workers`: the worker process (``python -m cvt_mm.benchmark.workers JOB``), running
+  one measurement of :mod:`.cpu_workers` (the CPU sections) or :mod:`.device_workers` (the
+  device section) on the models of :mod:`.builders`, timed with :mod:`.timing`;
 * :mod:`.runner`: settings (full or ``--quick``), spawning workers, timing sections;
 * :mod:`.results`: the results as data (docs/benchmarks.json), merged section by section;
 * :mod:`.report`: the markdown block, the size plot and console tables rendered from the data.
+
+To add a section: its workers (a function ``worker_<kind>(job) -> dict`` in a WORKERS table),
+a ``measure_<name>(suite)`` in :mod:`.sections` entered in its ``MEASURE`` table, and its sizes
+in :func:`.runner.settings`; docs/benchmarks.md says what it measures.
 
 Its modules import torch, matplotlib, rich and transformers only inside the functions that
 need them (matplotlib, rich and transformers are optional extras).

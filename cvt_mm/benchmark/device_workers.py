@@ -3,19 +3,16 @@ runs the same jobs on the CPU): classification throughput under autocast dtypes 
 and timm's Swin-T, the backbones at detection size with their peak memory, and the numerical
 checks of cvt_mm on the device against its own CPU output.
 
-Each job is a worker of :mod:`.workers` (``python -m cvt_mm.benchmark.workers JOB``) with the
-extra key ``device``. On CUDA, times are taken between ``torch.cuda.synchronize()`` calls and
-memory is ``torch.cuda.max_memory_allocated()``, reset before each measurement.
+Each job is a worker run by :mod:`.workers` with the extra key ``device``. On CUDA, times are
+taken between ``torch.cuda.synchronize()`` calls and memory is
+``torch.cuda.max_memory_allocated()``, reset before each measurement.
 """
-import time
 from functools import partial
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
-from .workers import Arch, build_backbone, hf_config
+from .builders import build_classifier, build_dense_backbone
+from .timing import autocast, device_timed, is_out_of_memory, peak_memory_mb, reset_peak_memory
 
-# Autocast dtypes by name; 'fp32' runs without autocast (PyTorch's defaults: TF32 off for
-# matmuls, on for cuDNN convolutions).
-DTYPE_NAMES = ('fp32', 'bf16', 'fp16')
 # Tolerances of the device-vs-CPU checks, as max |diff| / max(1, max |CPU fp32 output|).
 # fp32: the same arithmetic in another order. bf16 keeps 8 mantissa bits (relative rounding
 # 2^-9 per operation) and fp16 11; through 16 residual blocks the errors add up to a few
@@ -23,151 +20,6 @@ DTYPE_NAMES = ('fp32', 'bf16', 'fp16')
 CHECK_TOLERANCES = dict(fp32=1e-4, bf16=5e-2, fp16=1e-2)
 
 
-def torch_dtype(name: str):
-    import torch
-
-    return dict(bf16=torch.bfloat16, fp16=torch.float16).get(name)
-
-
-def autocast(device, dtype: str):
-    """``torch.autocast`` to ``dtype`` on ``device``; a no-op context for 'fp32'."""
-    import torch
-
-    return torch.autocast(device.type, dtype=torch_dtype(dtype), enabled=dtype != 'fp32')
-
-
-def synchronize(device) -> None:
-    import torch
-
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def device_timed(fn: Callable, device, repeats: int, warmup: int) -> List[float]:
-    """Wall times of ``repeats`` calls of ``fn`` after ``warmup``, the device's queue drained
-    before and after each."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def reset_peak_memory(device) -> None:
-    import torch
-
-    if device.type == 'cuda':
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_memory_mb(device) -> Optional[float]:
-    """Peak memory allocated on a CUDA device since the last reset, in MiB (None on CPU,
-    where the process-wide peak RSS of the other sections is the measure)."""
-    import torch
-
-    if device.type != 'cuda':
-        return None
-    return torch.cuda.max_memory_allocated(device) / 2**20
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    import torch
-
-    return isinstance(error, torch.OutOfMemoryError) or 'out of memory' in str(error)
-
-
-# ------------------------------------------------------------------------------ builders
-def timm_swin_t(arch: Arch, **kwargs):
-    """timm's Swin-T with random weights; for the smoke test's tiny CvT arch (anything but
-    '13') a one-block-per-stage Swin of width 16 instead. ``kwargs`` go to
-    ``timm.create_model``."""
-    import timm
-
-    tiny = {} if arch == '13' else dict(embed_dim=16, depths=(1, 1, 1, 1),
-                                        num_heads=(1, 1, 1, 1), window_size=2)
-    return timm.create_model('swin_tiny_patch4_window7_224', **tiny, **kwargs)
-
-
-def build_classifier(impl: str, arch: Arch, size: int):
-    """One random-weight classifier (1000 classes) in eval mode and its logits function.
-
-    Args:
-        impl (str): 'cvt_mm' (mmpretrain ``ImageClassifier`` of
-            ``configs/_base_/models/cvt13.py``), 'hf' (transformers'
-            ``CvtForImageClassification``) or 'swin' (timm's ``swin_tiny_patch4_window7_224``
-            built for ``size``; for the smoke test's tiny arch a one-block-per-stage Swin).
-        arch (str | dict): The CvT arch.
-        size (int): The square input side (timm's Swin fixes it at build time).
-    """
-    import torch
-
-    torch.manual_seed(0)
-    if impl == 'cvt_mm':
-        from mmengine.registry import init_default_scope
-        from mmpretrain.registry import MODELS
-
-        from cvt_mm.apis import classifier_cfg
-        init_default_scope('mmpretrain')
-        model = MODELS.build(classifier_cfg(arch))
-        model.init_weights()
-        return model.eval(), lambda x: model(x, mode='tensor')
-    if impl == 'hf':
-        import transformers
-
-        model = transformers.CvtForImageClassification(hf_config(arch, num_labels=1000))
-        return model.eval(), lambda x: model(x).logits
-    if impl == 'swin':
-        model = timm_swin_t(arch, img_size=size, num_classes=1000)
-        return model.eval(), model
-    raise ValueError(f'unknown classifier impl {impl!r}: expected cvt_mm, hf or swin')
-
-
-def build_dense_backbone(impl: str, arch: Arch, size: Sequence[int]):
-    """One random-weight backbone returning its multi-scale maps, and that forward.
-
-    Nothing here needs mmcv's compiled ops (mmdet.models and mmseg.models do), so this runs
-    with the ops-free mmcv of docs/install.md's offline wheels.
-
-    Args:
-        impl (str): 'cvt_mm' (``CvT`` as configs/cvt13_maskrcnn_coco.py builds it),
-            'cvt_mm_fast' (as configs/cvt13_maskrcnn-fast_coco.py does), 'swin' (timm's Swin-T
-            with ``features_only``, the same network as mmdet's Swin-T Mask R-CNN backbone)
-            or 'hf' (transformers' ``CvtModel``, its hidden states).
-        arch (str | dict): The CvT arch ('13' keeps the configs' own).
-        size (sequence of int): (height, width) of the input; timm's Swin fixes it at build
-            time and pads it to whole windows itself.
-    """
-    import torch
-
-    if impl == 'hf':
-        return build_backbone('hf', arch)  # seeded; the worker sets train/eval per mode
-    torch.manual_seed(0)
-    if impl == 'swin':
-        model = timm_swin_t(arch, features_only=True, img_size=tuple(size))
-        return model, model
-    if impl not in ('cvt_mm', 'cvt_mm_fast'):
-        raise ValueError(f'unknown backbone impl {impl!r}: expected cvt_mm, cvt_mm_fast, swin '
-                         'or hf')
-    from mmengine.config import Config
-
-    from cvt_mm.apis import config_dir
-    from cvt_mm.models import CvT
-    name = 'cvt13_maskrcnn-fast_coco.py' if impl == 'cvt_mm_fast' else 'cvt13_maskrcnn_coco.py'
-    kwargs = Config.fromfile(config_dir() / name).model.backbone.to_dict()
-    kwargs.update(arch=arch, init_cfg=None)
-    kwargs.pop('type')
-    model = CvT(**kwargs)
-    model.init_weights()
-    return model, model
-
-
-# ------------------------------------------------------------------------------- workers
 def time_eval(run: Callable, images, device, dtype: str, repeats: int,
               warmup: int) -> List[float]:
     """Times of ``run(images)`` in inference mode under autocast to ``dtype``."""
@@ -356,5 +208,5 @@ def amp_training_check(classifier, images, samples, device, dtype: str,
                 tolerance='finite loss and gradients, some non-zero')
 
 
-DEVICE_WORKERS: Dict[str, Callable[[dict], dict]] = dict(
+WORKERS: Dict[str, Callable[[dict], dict]] = dict(
     throughput=worker_throughput, dense_device=worker_dense, checks=worker_checks)

@@ -119,11 +119,11 @@ class Suite:
                     **section)
 
     def run(self, sections: Sequence[str]) -> Dict[str, dict]:
-        """Measure ``sections`` (in :data:`SECTIONS` order, the device section last); a
-        section that produced no table (all its workers failed) is left out. The device
-        section is stored as ``device-<device>``."""
+        """Measure ``sections`` (in the order of :data:`~.sections.MEASURE`, the device section
+        last); a section that produced no table (all its workers failed) is left out. The
+        device section is stored as ``device-<device>``."""
         measured = {}
-        for name in SECTIONS + (DEVICE_SECTION,):
+        for name in MEASURE:
             if name in sections:
                 section = self.measure(name)
                 if section['tables']:
@@ -135,9 +135,8 @@ class Suite:
 def render(data: dict, data_path: Path, out: Path, plot: Path) -> bool:
     """Render a results document into ``out``'s results block, and its size plot.
 
-    The plot is redrawn when the dense section has its per-size data; otherwise (the dense
-    section migrated from the tables of the old markdown had none) ``plot`` is left as it is,
-    and still linked when it exists.
+    The plot is redrawn when the dense section has its per-size data; otherwise (a dense
+    section stored without it) ``plot`` is left as it is, and still linked when it exists.
 
     Args:
         data (dict): The results document.

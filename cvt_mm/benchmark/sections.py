@@ -3,19 +3,20 @@
 ``measure_<name>`` takes the running :class:`~cvt_mm.benchmark.runner.Suite` (its ``spawn``,
 ``cfg`` of :func:`~cvt_mm.benchmark.runner.settings`, ``threads`` and ``arch_name``) and
 returns ``dict(tables=[...], raw=...)``: the tables as data (:func:`table`) and the workers'
-raw results; the dense section adds ``per_size``, what the size plot is drawn from.
+raw results; the dense section adds ``per_size``, what the size plot is drawn from. A table's
+notes carry what the run measured besides its cells (peaks, scales, repeats); what a section
+measures and how is docs/benchmarks.md's.
 """
 import sys
 from statistics import median
 from typing import Dict, List, Optional, Sequence
 
-from .workers import cpu_has_bf16
+from .cpu_workers import cpu_has_bf16
 
-SECTIONS = ('cls', 'compile', 'dense', 'train', 'det', 'profile')
 # Measured on ``--device`` (cuda or cpu) and stored as 'device-<type>' beside the CPU sections.
 DEVICE_SECTION = 'device'
 # The device section's classifiers and dense backbones: impl key of
-# cvt_mm.benchmark.device_workers -> row label.
+# cvt_mm.benchmark.builders -> row label.
 DEVICE_CLASSIFIERS = {'cvt_mm': 'cvt_mm CvT', 'hf': 'HF CvtForImageClassification',
                       'swin': 'timm Swin-T'}
 DEVICE_BACKBONES = {'cvt_mm': 'cvt_mm CvT', 'cvt_mm_fast': 'cvt_mm CvT fast config',
@@ -61,15 +62,11 @@ def measure_cls(suite) -> dict:
         f"{c['cls_batch']}, eval, fp32, {suite.threads} threads",
         ['model', 'ms / batch (median)', 'best', 'img/s', 'vs HF', 'GFLOP/s', 'of matmul peak',
          'max |logit diff| vs HF'], rows,
-        [f"{r['macs_per_image'] / 1e9:.2f} GMACs per image (attention included); "
-         f"GFLOP/s = 2 x MACs x img/s.",
-         f"fp32 matmul peak (2048x2048) measured in the same process: "
-         f"{r['matmul_peak_gflops']:.0f} GFLOP/s before, {r['matmul_peak_after']:.0f} "
-         f"after the runs; the larger is used.",
-         f"Same weights (HF random init, randomised norms and biases, converted); cvt_mm "
-         f"with HF's exact GELU. Logits reach {r['logit_scale']:.1f} in magnitude.",
-         f"{len(r['times']['hf'])} interleaved repeats after {c['warmup']} warm-up; "
-         "img/s, ratio and GFLOP/s from the medians."])])
+        [f"{r['macs_per_image'] / 1e9:.2f} GMACs per image; GFLOP/s = 2 x MACs x img/s.",
+         f"fp32 matmul peak: {r['matmul_peak_gflops']:.0f} GFLOP/s before, "
+         f"{r['matmul_peak_after']:.0f} after the runs; the larger is used.",
+         f"Max |logit|: {r['logit_scale']:.1f}.",
+         f"{len(r['times']['hf'])} interleaved repeats after {c['warmup']} warm-up."])])
 
 
 def measure_compile(suite) -> dict:
@@ -99,9 +96,7 @@ def measure_compile(suite) -> dict:
         f"torch.compile (inductor, CPU) of the cvt_mm CvT-{suite.arch_name} backbone",
         ['input', 'freezing', 'compile + first call (s)', 'eager ms', 'compiled ms',
          'speed-up', 'max |diff| vs eager'], rows,
-        ['freezing=True (torch._inductor.config.freezing) treats weights as constants: '
-         'oneDNN prepacks them and folds the BN arithmetic; inference only.',
-         f"{c['repeats']} interleaved eager/compiled repeats after compilation."])])
+        [f"{c['repeats']} interleaved eager/compiled repeats after compilation."])])
 
 
 def measure_dense(suite) -> dict:
@@ -137,16 +132,11 @@ def measure_dense(suite) -> dict:
         return dict(tables=[], raw=None)
     baseline = next(iter(results['cvt_mm'].values()), None)
     hf_base = next(iter(results['hf'].values()), None)
-    notes = [f"{suite.threads} threads, fp32, batch 1, eval; random weights; cvt_mm "
-             "returns the three stage maps (out_type='featmap'), HF CvtModel its hidden "
-             "states; median of the repeats.",
-             "Each model and size in a fresh process: peak RSS = ru_maxrss of a process that "
-             "only imported the libraries, built the model and ran it."]
+    notes = []
     if baseline and hf_base:
         notes.append(f"Process baseline after imports and model build: cvt_mm "
                      f"{baseline['rss_built_mb'] / 1024:.2f} GB, HF "
-                     f"{hf_base['rss_built_mb'] / 1024:.2f} GB (torch's CUDA-enabled "
-                     f"libraries alone are ~0.7 GB of it).")
+                     f"{hf_base['rss_built_mb'] / 1024:.2f} GB.")
     # What the plot is drawn from, kept in the data file so that it can be redrawn.
     per_size = dict(arch=suite.arch_name, impls={
         impl: [dict(input=list(size), times=r['times'], peak_rss_mb=r['peak_rss_mb'],
@@ -155,7 +145,8 @@ def measure_dense(suite) -> dict:
         for impl, res in results.items()})
     raw = {impl: {f'{h}x{w}': r for (h, w), r in res.items()} for impl, res in results.items()}
     return dict(raw=raw, per_size=per_size, tables=[table(
-        f"Backbone forward, CvT-{suite.arch_name}, one image, cvt_mm vs HF CvtModel",
+        f"Backbone forward, CvT-{suite.arch_name}, one image, cvt_mm vs HF CvtModel, "
+        f"{suite.threads} threads",
         ['input', 'cvt_mm s', 'cvt_mm peak RSS GB', 'HF s', 'HF peak RSS GB', 'speed-up',
          'forward memory HF / cvt_mm GB', 'GMACs'], rows, notes)])
 
@@ -179,9 +170,7 @@ def measure_train(suite) -> dict:
     return dict(raw=raw, tables=[table(
         f"Training step (forward + backward), CvT-{suite.arch_name} backbone, "
         f"{size[0]}x{size[1]}, batch 1",
-        ['with_cp', 's / step', 'peak RSS GB', 'above baseline GB'], rows,
-        ['Train mode (BN batch statistics, drop path), loss = sum of the squared maps\' '
-         'means, fresh process each; baseline = RSS after imports and model build.'])])
+        ['with_cp', 's / step', 'peak RSS GB', 'above baseline GB'], rows)])
 
 
 def measure_det(suite) -> dict:
@@ -227,21 +216,8 @@ def measure_det(suite) -> dict:
         [f'vs R-50 ({labels[main][7:]})'.replace(' (dets)', ''), 'backbone+neck s',
          'rest s (RPN, RoI heads, pipeline)', 'backbone GMACs', 'backbone+neck GMACs',
          'peak RSS GB'], rows,
-        ['Latency = mmdet.apis.inference_detector on a uint8 image: test pipeline, data '
-         'preprocessor, model; median of the repeats after a warm-up. Backbone+neck = '
-         'model.extract_feat timed inside the same runs (at the last threshold), rest = '
-         'each run\'s total minus its backbone+neck.',
-         f'With random weights every class score is about 1/81, under the config\'s RCNN '
-         f'score_thr {thr}: no detections, the mask head idles. With score_thr 0 each image '
-         'keeps max_per_img=100 detections and the mask head runs on 100 RoIs, as for a '
-         'trained model (NMS then sees 80 x 1000 candidates, more than a trained model '
-         'passes it). RPN: the config\'s 1000 proposals either way.',
-         f"GMACs counted with cvt_mm.macs.count_macs (attention matmuls included) on "
-         f"the padded input {shape[2]}x{shape[3]}.",
-         'Configs: ' + ', '.join(
-             f'configs/{config}' if not config.startswith('mmdet::') else config
-             for config in DETECTORS.values())
-         + '; init_cfg checkpoints removed, init_weights() applied.'])
+        [f"The configs' RCNN score_thr: {thr}.",
+         f"GMACs on the padded input {shape[2]}x{shape[3]}."])
     return dict(raw=results, tables=[
         latency_table, det_efficiency_table(suite, results, bf16, main, labels[main])])
 
@@ -266,20 +242,14 @@ def det_efficiency_table(suite, results: Dict[str, dict], bf16: bool, main: str,
         rows.append(row)
     peaks = ', '.join(f"{r['matmul_peak_gflops']:.0f}/{r['matmul_peak_after']:.0f}"
                       for r in results.values())
-    notes = [f'GFLOP/s = 2 x backbone MACs / backbone time (fp32, median), against the fp32 '
-             f'2048x2048 matmul peak measured in each worker before/after its runs (the larger '
-             f'of the two): {peaks} GFLOP/s.']
+    notes = [f'fp32 matmul peak of each worker before/after its runs (the larger is used): '
+             f'{peaks} GFLOP/s.']
     columns = ['backbone', 'backbone s (fp32)', 'GMACs', 'GFLOP/s', 'of matmul peak']
     if bf16:
         columns += [f'bf16: {threshold_label}', 'bf16: backbone+neck s',
                     'bf16 speed-up per image']
-        notes.append('bf16: backbone and neck under torch.autocast(bfloat16) for every model '
-                     'alike, their maps cast back to fp32 for the RPN and RoI heads (mmcv\'s CPU '
-                     'NMS and RoIAlign take fp32 only); same image and threshold as the '
-                     f'"{threshold_label}" column above.')
     else:
-        notes.append('No bf16 column: this CPU has neither AVX-512 BF16 nor AMX, so bf16 '
-                     'would run emulated.')
+        notes.append('No bf16 columns: this CPU has neither AVX-512 BF16 nor AMX.')
     return table(f"Mask R-CNN backbones at {c['det_size'][0]}x{c['det_size'][1]}: achieved "
                  f"GFLOP/s{' and bf16' if bf16 else ''}, {suite.threads} threads",
                  columns, rows, notes)
@@ -317,11 +287,11 @@ def measure_profile(suite) -> dict:
                   for impl, r in results.items()}
         model = 'backbone' if job['featmap'] else 'classifier'
         tables.append(table(
-            f"Profile: top operators, CvT-{suite.arch_name} {model} at {label}",
+            f"Profile: top operators, CvT-{suite.arch_name} {model} at {label}, "
+            f"{suite.threads} threads",
             ['#', 'cvt_mm op', 'self CPU (calls)', 'HF op', 'self CPU (calls)'], rows,
-            [f"torch.profiler, one eval forward after a warm-up, {suite.threads} "
-             f"threads; wall time under the profiler: cvt_mm {totals['cvt_mm']}, HF "
-             f"{totals['hf']}. Shares are of the summed self CPU time."]))
+            [f"Wall time under the profiler: cvt_mm {totals['cvt_mm']}, HF "
+             f"{totals['hf']}."]))
     return dict(tables=tables, raw=raw)
 
 
@@ -389,13 +359,8 @@ def throughput_table(suite, throughput: Dict[str, Optional[dict]]) -> Optional[d
             rows.append([label, dtype] + cells + ratios)
     if not rows:
         return None
-    notes = [f"Eval, random weights, batch {c['device_batch']}, median of "
-             f"{c['device_repeats']} timed batches after {c['device_warmup']} warm-up, the "
-             "device synchronised around each; bf16 / fp16 = torch.autocast, fp32 = PyTorch's "
-             "defaults (TF32 matmuls off).",
-             'The same layout as the Focal Transformer README\'s V100 table (CvT-13 746 / 125 / '
-             '14 img/s, Swin-T 760 / 189 / 48 at 224 / 448 / 896); timm builds Swin-T for '
-             'each input size (img_size).']
+    notes = [f"Median of {c['device_repeats']} timed batches after {c['device_warmup']} "
+             "warm-up."]
     if smaller_batch:
         notes.append('(batch N): the batch did not fit in memory and was halved until one '
                      'did; img/s is of that batch.')
@@ -435,14 +400,7 @@ def dense_table(suite, dense: Dict[str, Optional[dict]]) -> Optional[dict]:
     return table(f"Backbones at {h}x{w}, batch {c['device_dense_batch']}, on "
                  f'{suite.device_name}',
                  ['backbone', 'dtype', 'forward ms', 'forward peak GB', 'training step ms',
-                  'training peak GB', 'training memory vs Swin-T'], rows,
-                 ['Forward: eval, inference mode. Training step: train mode, forward + '
-                  'backward of the sum of the maps\' mean squares (fp16 with a GradScaler). '
-                  'Peak GB = torch.cuda.max_memory_allocated, reset before each; "-" on CPU.',
-                  'CvT backbones as configs/cvt13_maskrcnn_coco.py and '
-                  'configs/cvt13_maskrcnn-fast_coco.py build them; timm\'s Swin-T (features_only, '
-                  'built for the input size, padded to whole windows), the network of mmdet\'s '
-                  'Swin-T Mask R-CNN backbone; random weights.'])
+                  'training peak GB', 'training memory vs Swin-T'], rows)
 
 
 def checks_table(suite, checks: List[dict]) -> dict:
@@ -453,20 +411,17 @@ def checks_table(suite, checks: List[dict]) -> dict:
              f"{check['tolerance']:.0e}" if isinstance(check['tolerance'], float)
              else check['tolerance'], 'pass' if check['passed'] else 'FAIL']
             for check in checks]
+    c = suite.cfg
     return table(f'cvt_mm CvT-{suite.arch_name} on {suite.device_name} against its CPU '
                  'output', ['check', 'measured', 'tolerance', 'result'], rows,
-                 ['Output checks: max |device - CPU fp32| / max(1, max |CPU fp32|), same weights '
-                  '(random, with random norms and BN statistics) and inputs; logits of the '
-                  f"classifier at {suite.cfg['cls_size']}x{suite.cfg['cls_size']} batch 2 and "
-                  "the backbone's three maps at "
-                  f"{suite.cfg['device_check_size'][0]}x{suite.cfg['device_check_size'][1]}; "
-                  'TF32 off.',
-                  'AMP steps: the classifier\'s loss under autocast, backward; fp16 through a '
-                  'GradScaler (initial scale 2^16), whose overflowing first steps are skipped '
-                  'with the scale halved, as in training: the first step with a finite loss '
-                  'and finite unscaled gradients (some non-zero) passes, within 8 steps.'])
+                 [f"Logits at {c['cls_size']}x{c['cls_size']} batch 2, maps at "
+                  f"{c['device_check_size'][0]}x{c['device_check_size'][1]}."])
 
 
+# Section name -> its measurement, in the order sections run and are stored; the device
+# section (run on --device only) last.
 MEASURE = dict(cls=measure_cls, compile=measure_compile, dense=measure_dense,
                train=measure_train, det=measure_det, profile=measure_profile,
                device=measure_device)
+# The CPU sections, run by default.
+SECTIONS = tuple(name for name in MEASURE if name != DEVICE_SECTION)

@@ -1,0 +1,244 @@
+"""The CPU sections' measurements (cls, compile, dense, train, det, profile), each a worker
+run in a fresh process by :mod:`.workers`: a process per measurement makes peak RSS
+(``ru_maxrss``) that model's alone, next to the process's baseline (libraries imported, model
+built).
+
+torch, mmdet and transformers are imported inside the workers, so importing this module is
+free.
+"""
+import copy
+import time
+from typing import Callable, Dict, List
+
+from .builders import arch_settings, build_backbone, build_detector, cvt_macs
+from .timing import MemoryTracker, matmul_peak_gflops, timed
+
+
+def worker_cls(job: dict) -> dict:
+    """HF ``CvtForImageClassification`` vs cvt_mm (eager and ``switch_to_deploy``) on the
+    same weights: interleaved timings, max abs logit differences, MACs, matmul peak.
+
+    Job keys: ``batch``, ``size`` (square side), ``repeats``, ``warmup``, ``arch``.
+    """
+    import torch
+
+    from cvt_mm.testing import build_hf_and_cvt_mm
+    peak = matmul_peak_gflops()
+    hf_model, ours = build_hf_and_cvt_mm(arch_settings(job['arch']), 1000, seed=0)
+    deployed = copy.deepcopy(ours)
+    deployed.backbone.switch_to_deploy()
+    images = torch.randn(job['batch'], 3, job['size'], job['size'])
+    runners = {'hf': lambda: hf_model(images).logits,
+               'cvt_mm': lambda: ours(images, mode='tensor'),
+               'cvt_mm_deploy': lambda: deployed(images, mode='tensor')}
+    times = {name: [] for name in runners}
+    with torch.inference_mode():
+        reference = runners['hf']()
+        diffs = {name: (run() - reference).abs().max().item()
+                 for name, run in runners.items() if name != 'hf'}
+        for _ in range(job['warmup']):
+            for run in runners.values():
+                run()
+        for _ in range(job['repeats']):  # interleaved: drifting load hits all alike
+            for name, run in runners.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+    macs = cvt_macs(ours, (1, 3, job['size'], job['size']))
+    return dict(times=times, diffs=diffs, logit_scale=reference.abs().max().item(),
+                macs_per_image=macs, matmul_peak_gflops=peak,
+                matmul_peak_after=matmul_peak_gflops())
+
+
+def worker_backbone(job: dict) -> dict:
+    """Latency and peak RSS of one backbone forward at one size.
+
+    Job keys: ``impl`` ('cvt_mm' or 'hf'), ``size`` ([h, w]), ``repeats``, ``warmup``, ``arch``.
+    """
+    import torch
+
+    memory = MemoryTracker()
+    model, run = build_backbone(job['impl'], job['arch'])
+    image = torch.randn(1, 3, *job['size'])
+    memory.built()
+    with torch.inference_mode():
+        times = timed(lambda: run(image), job['repeats'], job['warmup'])
+    result = dict(times=times, **memory.summary())
+    if job['impl'] == 'cvt_mm':
+        result['macs'] = cvt_macs(model, (1, 3, *job['size']))
+    return result
+
+
+def worker_compile(job: dict) -> dict:
+    """Compile time and steady state of ``torch.compile`` (inductor) vs eager.
+
+    Job keys: ``freezing`` (bool), ``featmap`` (bool), ``batch``, ``size`` ([h, w]),
+    ``repeats``, ``arch``.
+    """
+    import torch
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = job['freezing']  # weights as constants: prepacked for oneDNN
+    model, _ = build_backbone('cvt_mm', job['arch'], featmap=job['featmap'])
+    images = torch.randn(job['batch'], 3, *job['size'])
+    compiled = torch.compile(model)
+    with torch.inference_mode():
+        expected = model(images)
+        start = time.perf_counter()
+        outputs = compiled(images)
+        compile_time = time.perf_counter() - start
+        diff = max((a - b).abs().max().item() for a, b in zip(outputs, expected))
+        eager, steady = [], []
+        for _ in range(job['repeats']):
+            for bucket, fn in ((eager, model), (steady, compiled)):
+                start = time.perf_counter()
+                fn(images)
+                bucket.append(time.perf_counter() - start)
+    return dict(compile_time=compile_time, eager=eager, compiled=steady, diff=diff)
+
+
+def worker_train(job: dict) -> dict:
+    """Time and peak RSS of forward + backward of the backbone in train mode.
+
+    Job keys: ``with_cp`` (bool), ``size`` ([h, w]), ``repeats``, ``warmup``, ``arch``.
+    """
+    import torch
+
+    memory = MemoryTracker()
+    model, _ = build_backbone('cvt_mm', job['arch'], with_cp=job['with_cp'])
+    model.train()
+    image = torch.randn(1, 3, *job['size'])
+    memory.built()
+
+    def step():
+        outputs = model(image)
+        sum(o.pow(2).mean() for o in outputs).backward()
+        model.zero_grad(set_to_none=True)
+
+    times = timed(step, job['repeats'], job['warmup'])
+    return dict(times=times, **memory.summary())
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic instructions (AVX-512 BF16 or AMX), without which
+    bf16 runs as emulated fp32 and is no measure of anything."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = next(line for line in f if line.startswith('flags')).split()
+    except (OSError, StopIteration):
+        return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+
+def bf16_features(extract_feat: Callable) -> Callable:
+    """``extract_feat`` (backbone + neck) under bf16 autocast, its maps returned in fp32: the
+    RPN and RoI heads stay fp32, since mmcv's CPU NMS and RoIAlign take fp32 only."""
+    import torch
+
+    def run(inputs):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            feats = extract_feat(inputs)
+        return tuple(feat.float() for feat in feats)
+
+    return run
+
+
+def worker_det(job: dict) -> dict:
+    """Per-image latency of mmdet's ``inference_detector`` (pipeline + model) under RCNN score
+    thresholds: 'config' (the config's) and 'thr0' (0: 100 detections per image, as a trained
+    model gives), with the backbone + neck time of each run; the backbone alone, the MACs of
+    backbone and backbone + neck, this CPU's matmul peak; with ``bf16``, the per-image latency
+    (under the last of ``thresholds``) and backbone + neck alone with the backbone and neck
+    under bf16 autocast.
+
+    Job keys: ``config`` (see :func:`build_detector`), ``size`` ([h, w]), ``thresholds``
+    (labels), ``bf16`` (bool), ``repeats``, ``warmup``, ``arch``.
+    """
+    import torch
+    from mmdet.apis import inference_detector
+
+    from cvt_mm.macs import count_macs
+    memory = MemoryTracker()
+    model, image = build_detector(job['config'], job['arch'], job['size'])
+    memory.built()
+    result = dict(config_score_thr=float(model.roi_head.test_cfg.score_thr),
+                  matmul_peak_gflops=matmul_peak_gflops())
+    last = {}
+    # Backbone + neck timed inside each run, so that the rest of a run (pipeline, RPN, RoI
+    # heads) is its total minus its own feature time, not minus a separate measurement.
+    extract_feat = model.extract_feat
+    feat_times: List[float] = []
+
+    def timed_extract_feat(inputs):
+        start = time.perf_counter()
+        feats = extract_feat(inputs)
+        feat_times.append(time.perf_counter() - start)
+        return feats
+
+    def run():
+        last['detections'] = len(inference_detector(model, image).pred_instances)
+
+    model.extract_feat = timed_extract_feat
+    for label in job['thresholds']:
+        if label == 'thr0':
+            model.roi_head.test_cfg.score_thr = 0.0
+        times = timed(run, job['repeats'], job['warmup'])
+        result[label] = dict(times=times, detections=last['detections'],
+                             extract_feat_times=feat_times[-len(times):])
+    model.extract_feat = extract_feat
+    # The backbone alone, on the padded input the detector sees.
+    data = model.data_preprocessor(dict(inputs=[torch.from_numpy(image).permute(2, 0, 1)]),
+                                   False)
+    inputs = data['inputs']
+    with torch.no_grad():
+        result['backbone_times'] = timed(lambda: model.backbone(inputs), job['repeats'],
+                                         job['warmup'])
+    result.update(memory.summary())
+    if job.get('bf16'):
+        fp32_extract_feat = model.extract_feat
+        model.extract_feat = bf16_features(fp32_extract_feat)  # at the last threshold
+        result['bf16'] = dict(times=timed(run, job['repeats'], job['warmup']),
+                              detections=last['detections'])
+        with torch.no_grad():
+            result['bf16_extract_feat_times'] = timed(lambda: model.extract_feat(inputs),
+                                                      job['repeats'], job['warmup'])
+        model.extract_feat = fp32_extract_feat
+    result['matmul_peak_after'] = matmul_peak_gflops()
+    result['input_shape'] = list(inputs.shape)
+    with torch.no_grad():
+        result['macs_backbone'] = count_macs(model.backbone, (inputs,)).total()
+        result['macs_backbone_neck'] = count_macs(
+            torch.nn.Sequential(model.backbone, model.neck), (inputs,)).total()
+    return result
+
+
+def worker_profile(job: dict) -> dict:
+    """torch.profiler's top operators (self CPU time) of one eval forward after a warm-up.
+
+    Job keys: ``impl`` ('cvt_mm' or 'hf'), ``featmap`` (False: the classifier, True: the
+    backbone's maps), ``batch``, ``size`` ([h, w]), ``top`` (how many operators), ``arch``.
+    """
+    import torch
+
+    if job['impl'] == 'hf' and not job['featmap']:  # CvtModel has no cls-token output
+        from cvt_mm.testing import build_hf_and_cvt_mm
+        run = build_hf_and_cvt_mm(arch_settings(job['arch']), 1000)[0]
+    else:
+        _, run = build_backbone(job['impl'], job['arch'], featmap=job['featmap'])
+    images = torch.randn(job['batch'], 3, *job['size'])
+    with torch.inference_mode():
+        run(images)  # warm-up
+        with torch.profiler.profile() as prof:
+            start = time.perf_counter()
+            run(images)
+            total = time.perf_counter() - start
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    self_total = sum(e.self_cpu_time_total for e in events)
+    top = [dict(op=e.key, ms=e.self_cpu_time_total / 1e3, calls=e.count,
+                share=e.self_cpu_time_total / self_total) for e in events[:job['top']]]
+    return dict(total=total, top=top)
+
+
+WORKERS: Dict[str, Callable[[dict], dict]] = dict(
+    cls=worker_cls, backbone=worker_backbone, compile=worker_compile, train=worker_train,
+    det=worker_det, profile=worker_profile)
