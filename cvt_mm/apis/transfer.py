@@ -6,6 +6,7 @@ The CvT paper reports these four transfers for CvT-13 pretrained on ImageNet-22k
 toy shape set (:mod:`cvt_mm.datasets.toy_shapes`, 5 classes) at 64 px with a short schedule, so
 the whole path (configs, checkpoint loading, fine-tuning, evaluation, table) runs in seconds.
 """
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -74,7 +75,7 @@ def apply_toy_settings(cfg, checkpoint: str, data_root: Path) -> None:
     # Images come from files (BGR), whatever the real set's loader.
     cfg.data_preprocessor.update(num_classes=num_classes, to_rgb=True)
     for loader, split in (('train_dataloader', 'train'), ('val_dataloader', 'val')):
-        transforms = [step for step in cfg[loader].dataset.pipeline
+        transforms = [copy.deepcopy(step) for step in cfg[loader].dataset.pipeline
                       if step['type'] != 'LoadImageFromFile']
         cfg[loader] = dict(
             batch_size=TOY_BATCH_SIZE,

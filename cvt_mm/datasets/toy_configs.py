@@ -50,9 +50,10 @@ def set_data_root(cfg: Config, root: str) -> None:
         if loader in cfg:
             cfg[loader]['dataset']['data_root'] = root
     for evaluator in EVALUATORS:
-        ann_file = cfg.get(evaluator, {}).get('ann_file')
+        evaluator_cfg = cfg.get(evaluator)
+        ann_file = evaluator_cfg.get('ann_file') if isinstance(evaluator_cfg, dict) else None
         if old and ann_file and ann_file.startswith(old):
-            cfg[evaluator]['ann_file'] = root + ann_file[len(old):]
+            evaluator_cfg['ann_file'] = root + ann_file[len(old):]
     cfg.data_root = root
 
 
