@@ -26,16 +26,6 @@ def hf_config(arch: Arch, **kwargs):
                                   num_heads=settings['num_heads'], **kwargs)
 
 
-def cvt_macs(model, shape: Sequence[int]) -> float:
-    """Multiply-accumulates of one forward of ``model`` on zeros of ``shape``, attention
-    included (:func:`cvt_mm.macs.count_macs`)."""
-    import torch
-
-    from cvt_mm.macs import count_macs
-    with torch.no_grad():
-        return count_macs(model, (torch.zeros(*shape),)).total()
-
-
 def build_backbone(impl: str, arch: Arch, featmap: bool = True, **kwargs) -> Tuple:
     """One backbone in eval mode, with random weights (seed 0), and the callable to time.
 

@@ -8,10 +8,20 @@ free.
 """
 import copy
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
-from .builders import arch_settings, build_backbone, build_detector, cvt_macs
+from .builders import arch_settings, build_backbone, build_detector
 from .timing import MemoryTracker, matmul_peak_gflops, timed
+
+
+def cvt_macs(model, shape: Sequence[int]) -> float:
+    """Multiply-accumulates of one forward of ``model`` on zeros of ``shape``, attention
+    included (:func:`cvt_mm.macs.count_macs`)."""
+    import torch
+
+    from cvt_mm.macs import count_macs
+    with torch.no_grad():
+        return count_macs(model, (torch.zeros(*shape),)).total()
 
 
 def worker_cls(job: dict) -> dict:
@@ -151,7 +161,7 @@ def worker_det(job: dict) -> dict:
     (under the last of ``thresholds``) and backbone + neck alone with the backbone and neck
     under bf16 autocast.
 
-    Job keys: ``config`` (see :func:`build_detector`), ``size`` ([h, w]), ``thresholds``
+    Job keys: ``config`` (see :func:`.builders.build_detector`), ``size`` ([h, w]), ``thresholds``
     (labels), ``bf16`` (bool), ``repeats``, ``warmup``, ``arch``.
     """
     import torch

@@ -49,7 +49,7 @@ def time_train_step(model, run: Callable, images, device, dtype: str, repeats: i
 def worker_throughput(job: dict) -> dict:
     """Eval throughput of one classifier impl at each size and autocast dtype.
 
-    Job keys: ``device``, ``impl`` (see :func:`build_classifier`), ``sizes``, ``dtypes``,
+    Job keys: ``device``, ``impl`` (see :func:`.builders.build_classifier`), ``sizes``, ``dtypes``,
     ``batch``, ``repeats``, ``warmup``, ``arch``. A batch that does not fit in memory is
     halved until one does; the result records the batch measured.
     """
@@ -84,7 +84,7 @@ def worker_dense(job: dict) -> dict:
     """One backbone at detection size: eval forward and one training step (forward +
     backward, train mode) under each autocast dtype, times and peak device memory.
 
-    Job keys: ``device``, ``impl`` (see :func:`build_dense_backbone`), ``size`` ([h, w]),
+    Job keys: ``device``, ``impl`` (see :func:`.builders.build_dense_backbone`), ``size`` ([h, w]),
     ``batch``, ``dtypes``, ``repeats``, ``warmup``, ``arch``.
     """
     import torch
