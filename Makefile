@@ -1,5 +1,5 @@
 # Entry points for people and CI. `make test`, `make lint` and `make demo` set the environment
-# up first.
+# up first; none of them changes anything outside the checkout and its caches.
 PYTHON := .venv/bin/python
 
 .PHONY: env slurm test lint demo clean-env
@@ -8,12 +8,13 @@ PYTHON := .venv/bin/python
 env:
 	bash tools/setup_env.sh
 
-# A one-node Slurm on this machine (Debian's slurm-wlm, installed if missing), for the tests of
-# tools/slurm_train.sh and --launcher slurm.
+# A one-node Slurm on this machine, for the tests marked `slurm` (tools/slurm_train.sh,
+# --launcher slurm), which `make test` skips where no Slurm answers. Needs root: installs
+# Debian's slurm-wlm if missing, writes /etc/slurm/slurm.conf, starts munged, slurmctld, slurmd.
 slurm:
 	bash tools/ci/start_local_slurm.sh
 
-test: env slurm
+test: env
 	$(PYTHON) -m pytest tests
 
 # ruff, configured in pyproject.toml.

@@ -1,12 +1,14 @@
 """cvt_mm: the CvT backbone for mmpretrain, mmdet and mmseg."""
+import re
 import shutil
 import sys
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.editable_wheel import editable_wheel
 
 ROOT = Path(__file__).parent
-# What mim and `cvt_mm.apis.config_dir()` look for inside an installed (non-editable) package.
+# What mim and `cvt_mm.apis.config_dir()` look for inside a package installed from a wheel.
 MIM_FILES = ('configs', 'model-index.yml')
 
 
@@ -18,7 +20,8 @@ def read_version():
 
 def add_mim_extension():
     """Copy the configs and the model index into cvt_mm/.mim for a wheel or a plain install,
-    as OpenMMLab packages do; an editable install reads them from the checkout instead."""
+    as OpenMMLab packages do; an editable install reads them from the checkout instead (and
+    gets an index for mim, see EditableWheelWithModelIndex)."""
     if not {'install', 'bdist_wheel', 'sdist', 'build'} & set(sys.argv):
         return
     mim_root = ROOT / 'cvt_mm' / '.mim'
@@ -32,6 +35,42 @@ def add_mim_extension():
             shutil.copy(source, mim_root / name)
 
 
+class EditableWheelWithModelIndex(editable_wheel):
+    """An editable install with ``cvt_mm/.mim/model-index.yml`` in site-packages for mim.
+
+    mim (``mim search``, ``mim list``) looks for the index in ``<site-packages>/cvt_mm``,
+    beside the distribution's metadata, not where ``cvt_mm`` is imported from; an editable
+    install has no such directory. This one writes the index there, importing the checkout's
+    metafiles by their absolute paths (so it follows edits), and makes the install a path
+    entry for the checkout (``package_dir`` below) rather than setuptools' import hook: a
+    directory ``site-packages/cvt_mm`` would otherwise shadow the hook as a namespace package.
+    """
+
+    def _select_strategy(self, name, tag, build_lib):
+        return ModelIndexStrategy(super()._select_strategy(name, tag, build_lib))
+
+
+class ModelIndexStrategy:
+    """setuptools' editable strategy, plus the model index (see EditableWheelWithModelIndex)."""
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+
+    def __enter__(self):
+        self.strategy.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        return self.strategy.__exit__(*exc_info)
+
+    def __call__(self, wheel, files, mapping):
+        self.strategy(wheel, files, mapping)
+        index = re.sub(r'^(\s*- )(\S+\.yml)$',
+                       lambda match: match[1] + (ROOT / match[2]).resolve().as_posix(),
+                       (ROOT / 'model-index.yml').read_text(), flags=re.MULTILINE)
+        wheel.writestr('cvt_mm/.mim/model-index.yml', index)
+
+
 add_mim_extension()
 setup(
     name='cvt_mm',
@@ -42,6 +81,9 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['cvt_mm', 'cvt_mm.*']),
+    # The checkout is the package's parent: an editable install puts it on sys.path.
+    package_dir={'': '.'},
+    cmdclass={'editable_wheel': EditableWheelWithModelIndex},
     include_package_data=True,
     package_data={'cvt_mm': ['.mim/model-index.yml', '.mim/configs/**/*.py',
                              '.mim/configs/**/*.yml', '.mim/configs/**/*.md']},
@@ -56,7 +98,9 @@ setup(
         'mmsegmentation>=1.2.2,<1.3',
         'mmpretrain>=1.2.0,<1.3',
         'numpy<2',  # mmcv 2.1 / mmdet 3.3 / mmpretrain 1.2 predate numpy 2
-        'setuptools<81',  # mmengine imports pkg_resources at run time
+        # <81: mmengine imports pkg_resources at run time. >=64: pip's editable installs
+        # (PEP 660); without it, openmim's dependency openxlab would pull setuptools 60.
+        'setuptools>=64,<81',
         'model-index',  # reads the metafiles for mmpretrain's model hub (cvt_mm.apis)
         'pycocotools',
         'safetensors',
@@ -74,10 +118,14 @@ setup(
             'transformers>=4.40,<4.49',
             # timm's Swin-T in the benchmark's device section (tools/benchmark.py --device).
             'timm',
+            # `mim search cvt_mm` and `mim list` on both installs (tests/test_packaging.py).
+            'openmim',
         ],
         # ONNX export (tools/deployment/pytorch2onnx.py) and running the exported graphs.
         'deploy': ['onnx', 'onnxruntime', 'onnxscript'],
         # tools/check_parity.py, which writes docs/parity.md's numbers.
         'docs': ['transformers>=4.40,<4.49'],
+        # mmdet's tools/analysis_tools/analyze_logs.py plot_curve (docs/library_tools.md).
+        'plot': ['seaborn', 'matplotlib'],
     },
 )

@@ -74,7 +74,7 @@ log "installing cached mmcv wheel from $WHEEL_DIR"
 "${PIP[@]}" install --quiet addict packaging Pillow pyyaml yapf "numpy<2"
 
 log "installing cvt_mm and the OpenMMLab task libraries"
-"${PIP[@]}" install --quiet --no-build-isolation -e "$REPO_ROOT[tests,tools,deploy]"
+"${PIP[@]}" install --quiet --no-build-isolation -e "$REPO_ROOT[tests,tools,deploy,plot]"
 
 "$PY" -c "import cvt_mm, mmdet, mmseg, mmpretrain, mmcv._ext; import mmpretrain.models, mmdet.models, mmseg.models; print('environment OK')"
 echo "$STAMP_TEXT" > "$STAMP"

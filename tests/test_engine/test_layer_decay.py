@@ -5,9 +5,11 @@ The expected lrs come from the formula ``lr * rate ** (num_layers - depth - 1)``
 depths CvT.get_layer_depth documents (17 for CvT-13: stage-0 embedding 0, last block 15, norms
 of the outputs and everything outside the backbone 16), written out by hand here.
 """
+from pathlib import Path
+
 import pytest
 import torch.nn as nn
-from helpers import LogCapture, build_model, load_repo_config
+from helpers import LogCapture, build_model, load_repo_config, toy_config
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.engine.optimizers import LearningRateDecayOptimWrapperConstructor
 from mmpretrain.registry import MODELS as CLASSIFIERS
@@ -113,6 +115,97 @@ def test_cvt_mm_constructor_agrees_with_mmpretrain_on_the_classifier():
         assert our_settings[name] == (pytest.approx(lr), decay), name
     # Ours merges equal settings into groups; mmpretrain keeps one group per tensor.
     assert len(ours.optimizer.param_groups) < len(theirs.optimizer.param_groups)
+
+
+# ----------------------------------------------------------------------------- simplest form
+TINY_NUM_LAYERS = 10  # TINY_ARCH: 3 embeddings, 6 blocks, 1 for the rest
+MINIMAL_OPTIM_WRAPPER = dict(constructor='LayerDecayOptimWrapperConstructor',
+                             paramwise_cfg=dict(layer_decay_rate=0.5),
+                             optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
+
+
+def tiny_task_model(task):
+    """The classifier, Mask R-CNN or UperNet with the tiny CvT and the real heads."""
+    if task == 'classifier':
+        register_task_modules('mmpretrain')
+        return CLASSIFIERS.build(classifier_cfg(TINY_ARCH, 5)), 'head.fc.weight'
+    config_name, head_param = {
+        'maskrcnn': ('cvt13_maskrcnn_coco.py', 'roi_head.bbox_head.fc_cls.weight'),
+        'upernet': ('cvt13_upernet_ade20k.py', 'decode_head.conv_seg.weight')}[task]
+    cfg = toy_config(load_repo_config(config_name), Path('unused'))
+    return build_model(cfg), head_param
+
+
+@pytest.mark.parametrize('task', ['classifier', 'maskrcnn', 'upernet'])
+def test_layer_decay_rate_alone_decays_every_task(task):
+    """paramwise_cfg=dict(layer_decay_rate=...) with nothing else: one lr per depth, the
+    optimizer's weight decay everywhere."""
+    model, head_param = tiny_task_model(task)
+    optim_wrapper = build_optim_wrapper(model, MINIMAL_OPTIM_WRAPPER)
+    settings = settings_by_name(model, optim_wrapper.optimizer)
+
+    lr, rate = 1e-3, 0.5
+    assert settings[STAGE0_PARAM][0] == pytest.approx(expected_lr(lr, rate, 0, TINY_NUM_LAYERS))
+    assert settings['backbone.stages.2.blocks.2.mlp.fc1.weight'][0] == pytest.approx(
+        expected_lr(lr, rate, 8, TINY_NUM_LAYERS))
+    assert settings[head_param][0] == pytest.approx(lr)
+    assert len({round(group_lr / lr, 9) for group_lr, _ in settings.values()}) == TINY_NUM_LAYERS
+    assert {decay for _, decay in settings.values()} == {0.05}
+
+
+def tiny_classifier():
+    register_task_modules('mmpretrain')
+    return CLASSIFIERS.build(classifier_cfg(TINY_ARCH, 5))
+
+
+def build_tiny(paramwise_cfg, model=None, optimizer=dict(type='AdamW', lr=1e-3,
+                                                         weight_decay=0.05)):
+    model = tiny_classifier() if model is None else model
+    optim_wrapper = LayerDecayOptimWrapperConstructor(dict(optimizer=optimizer),
+                                                      dict(layer_decay_rate=0.5,
+                                                           **paramwise_cfg))(model)
+    return settings_by_name(model, optim_wrapper.optimizer)
+
+
+DWCONV_PARAM = 'backbone.stages.1.blocks.0.attn.conv_proj_k.conv.weight'
+
+
+def test_mmengine_paramwise_options_apply_under_the_decay():
+    lr, stage0_lr = 1e-3, expected_lr(1e-3, 0.5, 0, TINY_NUM_LAYERS)
+    settings = build_tiny(dict(dwconv_decay_mult=0., flat_decay_mult=0.5, bias_lr_mult=2.,
+                               custom_keys={'head.fc': dict(lr_mult=10.)}))
+    assert settings[DWCONV_PARAM][1] == 0
+    assert settings['backbone.stages.2.blocks.2.norm1.weight'][1] == pytest.approx(0.025)
+    assert settings['backbone.stages.0.patch_embed.proj.bias'] == (
+        pytest.approx(2 * stage0_lr), pytest.approx(0.025))
+    assert settings[STAGE0_PARAM] == (pytest.approx(stage0_lr), 0.05)
+    assert settings['head.fc.weight'][0] == pytest.approx(10 * lr)
+
+
+def test_bypass_duplicate_puts_a_shared_parameter_in_one_group():
+    model = tiny_classifier()
+    model.head.shared = model.backbone.stages[0].patch_embed  # one module in two places
+    settings = build_tiny(dict(bypass_duplicate=True), model)  # each parameter in one group
+    assert settings[STAGE0_PARAM][0] == pytest.approx(expected_lr(1e-3, 0.5, 0,
+                                                                  TINY_NUM_LAYERS))
+
+
+@pytest.mark.parametrize('paramwise_cfg, optimizer, message', [
+    (dict(norm_decay_mul=0.), None, "'norm_decay_mul' is not read.*did you mean "
+                                    "'norm_decay_mult'"),
+    (dict(decay_rate=0.9, decay_type='layer_wise'), None, "'decay_rate' is not read.*mmdet"),
+    (dict(custom_keys={'cls_tokens': dict(decay_mult=0.)}), None,
+     r"custom_keys\['cls_tokens'\] matches no parameter name of ImageClassifier"),
+    (dict(custom_keys={'cls_token': dict(decay_mul=0.)}), None,
+     r"custom_keys\['cls_token'\].decay_mul is read neither.*AdamW"),
+    (dict(flat_decay_mult=0.), dict(type='AdamW', lr=1e-3),
+     'flat_decay_mult needs optimizer.weight_decay'),
+], ids=['misspelt', 'mmdet_keys', 'unmatched_custom_key', 'unread_custom_option',
+        'flat_without_weight_decay'])
+def test_paramwise_settings_nothing_would_read_are_refused(paramwise_cfg, optimizer, message):
+    optimizer = optimizer or dict(type='AdamW', lr=1e-3, weight_decay=0.05)
+    with pytest.raises(ValueError, match=message):
+        build_tiny(paramwise_cfg, optimizer=optimizer)
 
 
 # ----------------------------------------------------------------------------- dense models

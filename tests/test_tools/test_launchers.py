@@ -1,6 +1,6 @@
 """Training past one machine: tools/dist_train.sh as two nodes on this machine, and
-tools/slurm_train.sh through a real Slurm (tools/ci/start_local_slurm.sh, which `make test`
-runs first), both with gloo on CPU."""
+tools/slurm_train.sh through a real Slurm (the tests marked ``slurm``: `make slurm` starts a
+local one, CI always does), both with gloo on CPU."""
 import os
 import re
 import socket
@@ -70,6 +70,7 @@ def test_several_nodes_need_an_agreed_port(detection_config):
     assert result.returncode == 2 and 'set PORT' in result.stderr
 
 
+@pytest.mark.slurm
 def test_slurm_train_runs_two_tasks_under_real_slurm(detection_config, tmp_path):
     work_dir = tmp_path / 'work'
     env = dict(os.environ, GPUS='2', GPUS_PER_NODE='2', CPUS_PER_TASK='1', GRES='',
@@ -81,11 +82,15 @@ def test_slurm_train_runs_two_tasks_under_real_slurm(detection_config, tmp_path)
     assert_clean_two_process_run(result.stdout + result.stderr, result.returncode, work_dir)
 
 
+@pytest.mark.slurm
 def test_slurm_environment_maps_srun_variables():
     environ = dict(SLURM_PROCID='3', SLURM_NTASKS='8', SLURM_LOCALID='1', SLURM_JOB_ID='4242',
                    SLURM_NODELIST='gpu[07-08]')
-    env = slurm_environment(environ)  # scontrol expands the node list
+    env = slurm_environment(environ)  # Slurm's scontrol expands the node list
     assert env == dict(RANK='3', WORLD_SIZE='8', LOCAL_RANK='1', MASTER_ADDR='gpu07',
                        MASTER_PORT=str(20000 + 4242))
+
+
+def test_slurm_environment_outside_a_job_step_is_refused():
     with pytest.raises(RuntimeError, match='SLURM_PROCID'):
         slurm_environment({})

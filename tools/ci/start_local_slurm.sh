@@ -1,22 +1,36 @@
 #!/usr/bin/env bash
 # Start a one-node Slurm cluster on this machine (Debian's slurm-wlm and munge), for the tests
-# of tools/slurm_train.sh and --launcher slurm. Installs the packages if needed (as root), writes
-# /etc/slurm/slurm.conf for this host, and starts munged, slurmctld and slurmd. Idempotent: a
-# cluster that already answers is left alone.
+# of tools/slurm_train.sh and --launcher slurm (`make slurm`; CI runs it before `make test`).
+# Installs the packages if needed (as root), writes the Slurm config for this host
+# ($SLURM_CONF, default /etc/slurm/slurm.conf), and starts munged, slurmctld and slurmd.
+# Idempotent: a cluster that already answers is left alone, and a config this script did not
+# write is never overwritten.
 set -euo pipefail
 
 log() { printf '[local_slurm] %s\n' "$*"; }
 
-if sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+SLURM_CONF="${SLURM_CONF:-/etc/slurm/slurm.conf}"
+export SLURM_CONF  # the daemons and sinfo read the same file
+CONF_HEADER="# Written by cvt_mm's tools/ci/start_local_slurm.sh: a one-node cluster for its tests."
+
+if sinfo -h -o '%T' 2>/dev/null | grep -qxE '(idle|mixed|allocated)'; then
   log "slurm already up: $(sinfo -h -o '%P %D %T')"
   exit 0
 fi
+# Earlier versions of this script began the file with its ClusterName line.
+if [[ -e "$SLURM_CONF" ]] && [[ "$(head -n 1 "$SLURM_CONF")" != "$CONF_HEADER" ]] &&
+   [[ "$(head -n 1 "$SLURM_CONF")" != "ClusterName=cvtmm-local" ]]; then
+  echo "[local_slurm] $SLURM_CONF exists and was not written by this script: leaving it and" \
+       "its cluster alone; start that cluster's daemons, or move the file away for a local" \
+       "one-node cluster" >&2
+  exit 1
+fi
+if [[ "$(id -u)" != 0 ]]; then
+  echo "[local_slurm] no Slurm answers here, and starting one needs root (apt-get install" \
+       "slurm-wlm, $SLURM_CONF, three daemons): run 'sudo make slurm'" >&2
+  exit 1
+fi
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
-  if [[ "$(id -u)" != 0 ]]; then
-    echo "[local_slurm] slurm-wlm is not installed and this is not root: install it with" \
-         "'apt-get install slurm-wlm' first" >&2
-    exit 1
-  fi
   log "installing slurm-wlm"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -26,9 +40,11 @@ fi
 HOST="$(hostname -s)"
 CPUS="$(nproc)"
 MEMORY_MB="$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))"
-mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge
+mkdir -p "$(dirname "$SLURM_CONF")" /var/spool/slurmctld /var/spool/slurmd /var/log/slurm \
+  /run/munge
 # Processes tracked by their parent pid and no task plugin: no cgroups needed (containers).
-cat > /etc/slurm/slurm.conf <<CONF
+cat > "$SLURM_CONF" <<CONF
+${CONF_HEADER}
 ClusterName=cvtmm-local
 SlurmctldHost=${HOST}
 AuthType=auth/munge
@@ -61,7 +77,7 @@ pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged
 pgrep -x slurmctld >/dev/null || slurmctld
 pgrep -x slurmd >/dev/null || slurmd
 for _ in $(seq 1 30); do
-  if sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+  if sinfo -h -o '%T' 2>/dev/null | grep -qxE '(idle|mixed|allocated)'; then
     log "slurm up: $(sinfo -h -o '%P %D %T %C')"
     exit 0
   fi

@@ -1,0 +1,74 @@
+"""mim finds cvt_mm's model index on both installs: a wheel (setup.py copies configs/ and
+model-index.yml into cvt_mm/.mim) and an editable install (setup.py's editable wheel writes
+the index into site-packages/cvt_mm/.mim, see EditableWheelWithModelIndex). Each is installed
+from a copy of the checkout into tmp_path, and mim, run in a child process, sees it first."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO_ROOT
+
+PROJECT_FILES = ('setup.py', 'pyproject.toml', 'README.md', 'LICENSE', 'model-index.yml',
+                 'configs', 'cvt_mm')
+
+
+@pytest.fixture
+def project_copy(tmp_path):
+    root = tmp_path / 'checkout'
+    root.mkdir()
+    for name in PROJECT_FILES:
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name,
+                            ignore=shutil.ignore_patterns('__pycache__', '.mim', '*.egg-info'))
+        else:
+            shutil.copy(source, root / name)
+    return root
+
+
+def pip(*args):
+    result = subprocess.run([sys.executable, '-m', 'pip', '--disable-pip-version-check',
+                             '--no-input', *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def mim(site_dir, *args) -> str:
+    """mim's output with ``site_dir`` ahead of the environment's own cvt_mm."""
+    env = dict(os.environ, PYTHONPATH=str(site_dir))
+    result = subprocess.run([sys.executable, '-W', 'ignore', '-m', 'mim', *args], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def assert_mim_finds_the_model_index(site_dir):
+    search = mim(site_dir, 'search', 'cvt_mm')
+    assert 'cvt-13_3rdparty_in1k' in search  # configs/metafile.yml
+    assert 'cvt upernet' in search  # configs/metafile_dense.yml
+    listed = mim(site_dir, 'list').splitlines()
+    assert any(line.split()[:2] == ['cvt-mm', '0.1.0'] for line in listed), listed
+
+
+def test_mim_reads_the_index_of_a_wheel(project_copy, tmp_path):
+    pip('wheel', '--no-deps', '--no-build-isolation', '-w', str(tmp_path / 'dist'),
+        str(project_copy))
+    (wheel, ) = (tmp_path / 'dist').glob('cvt_mm-*.whl')
+    pip('install', '--no-deps', '--target', str(tmp_path / 'site'), str(wheel))
+    assert_mim_finds_the_model_index(tmp_path / 'site')
+
+
+def test_mim_reads_the_index_of_an_editable_install(project_copy, tmp_path):
+    prefix = tmp_path / 'prefix'
+    pip('install', '--no-deps', '--no-build-isolation', '--no-warn-script-location',
+        '--prefix', str(prefix), '-e', str(project_copy))
+    (site_dir, ) = prefix.glob('lib/python*/site-packages')
+    assert_mim_finds_the_model_index(site_dir)
+    # The index imports the checkout's metafiles, so mim follows edits there; cvt_mm itself
+    # is imported from the checkout (the install's path entry), not from site-packages.
+    index = (site_dir / 'cvt_mm' / '.mim' / 'model-index.yml').read_text()
+    assert f'- {project_copy.resolve().as_posix()}/configs/metafile.yml' in index
+    (path_entry, ) = site_dir.glob('__editable__.cvt_mm-*.pth')
+    assert path_entry.read_text().strip() == str(project_copy)

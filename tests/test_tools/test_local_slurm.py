@@ -1,0 +1,91 @@
+"""Where the Slurm tests run: tests/conftest.py skips the tests marked ``slurm`` where no Slurm
+answers (saying why and that `make slurm` starts one), fails them under CVT_MM_REQUIRE_SLURM=1
+(CI), runs them where one answers; tools/ci/start_local_slurm.sh leaves a Slurm config that
+it did not write alone. Each case runs pytest on a one-test file in a child process, with a
+PATH chosen for it."""
+import os
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO_ROOT, TOOLS_DIR
+
+SLURM_TEST = '''
+import pytest
+
+
+@pytest.mark.slurm
+def test_needs_slurm():
+    pass
+'''
+
+
+def run_slurm_test(tmp_path, path, require=False):
+    test_file = tmp_path / 'test_needs_slurm.py'
+    test_file.write_text(SLURM_TEST)
+    env = {key: value for key, value in os.environ.items() if key != 'CVT_MM_REQUIRE_SLURM'}
+    env.update(PATH=path, PYTHONPATH=str(REPO_ROOT / 'tests'))
+    if require:
+        env['CVT_MM_REQUIRE_SLURM'] = '1'
+    # The repository's pytest.ini (its markers) without its addopts; tests/conftest.py as a
+    # plugin, since the file lies outside tests/.
+    result = subprocess.run(
+        [sys.executable, '-m', 'pytest', str(test_file), '-c', str(REPO_ROOT / 'pytest.ini'),
+         '-o', 'addopts=', '-p', 'conftest', '-p', 'no:cacheprovider', '-p', 'no:xdist', '-rsf',
+         '-W', 'error::pytest.PytestUnknownMarkWarning'],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    return result.returncode, result.stdout + result.stderr
+
+
+def fake_sinfo(tmp_path, output: str) -> str:
+    """A bin directory whose sinfo prints ``output``, as sinfo does with -h -o %T."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    sinfo = bin_dir / 'sinfo'
+    sinfo.write_text(f'#!/bin/sh\nprintf "{output}"\n')
+    sinfo.chmod(0o755)
+    return str(bin_dir)
+
+
+def test_slurm_test_is_skipped_with_reason_and_command_without_sinfo(tmp_path):
+    (tmp_path / 'empty').mkdir()
+    returncode, output = run_slurm_test(tmp_path, str(tmp_path / 'empty'))
+    assert returncode == 0, output
+    assert '1 skipped' in output
+    assert 'needs a running Slurm: no sinfo on PATH; `make slurm` starts a local one' in output
+
+
+def test_slurm_test_is_skipped_when_no_node_is_up(tmp_path):
+    returncode, output = run_slurm_test(tmp_path, fake_sinfo(tmp_path, 'down\\ndrained\\n'))
+    assert returncode == 0, output
+    assert '1 skipped' in output
+    assert 'sinfo lists no node up (states: down, drained)' in output
+
+
+def test_slurm_test_fails_when_slurm_is_required(tmp_path):
+    (tmp_path / 'empty').mkdir()
+    returncode, output = run_slurm_test(tmp_path, str(tmp_path / 'empty'), require=True)
+    assert returncode == 1, output
+    assert '1 failed' in output
+    assert 'needs a running Slurm: no sinfo on PATH' in output
+    assert 'CVT_MM_REQUIRE_SLURM=1' in output
+
+
+@pytest.mark.slurm
+def test_slurm_test_runs_where_slurm_answers(tmp_path):
+    returncode, output = run_slurm_test(tmp_path, os.environ['PATH'], require=True)
+    assert returncode == 0, output
+    assert '1 passed' in output
+
+
+def test_start_local_slurm_leaves_a_foreign_config_alone(tmp_path):
+    """A config of another cluster (its daemons merely down) is neither overwritten nor
+    followed by an install or a daemon start: the script stops before either."""
+    config = tmp_path / 'slurm.conf'
+    config.write_text('ClusterName=someone-elses\n')
+    result = subprocess.run(['bash', str(TOOLS_DIR / 'ci' / 'start_local_slurm.sh')],
+                            env=dict(os.environ, SLURM_CONF=str(config)), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f'{config} exists and was not written by this script' in result.stderr
+    assert config.read_text() == 'ClusterName=someone-elses\n'
