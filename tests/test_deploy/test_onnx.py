@@ -16,12 +16,13 @@ from mmpretrain.registry import MODELS as CLS_MODELS
 
 from cvt_mm.apis import classifier_cfg
 from cvt_mm.deploy import DYNAMIC_AXES, DynamicAdaptiveAvgPool2d, export_onnx, onnx_max_diffs
-from cvt_mm.models.backbones.cvt import CvT
+from cvt_mm.models.backbones.cvt import CvT, Mlp
 from cvt_mm.testing import TINY_ARCH, randomize_norms
 
 TRACED_SHAPE = (64, 64)
-# (batch, height, width): odd sizes and three batches; 200x190 gives stage 0 2,400 tokens,
-# where the traced 64x64 input has 256.
+# (batch, height, width): odd sizes and three batches. 200x190 gives stage 0 2,400 tokens,
+# more than one chunk of the inference MLP (Mlp.chunk_rows), where the traced 64x64 input has
+# 256.
 SIZES = [(1, 64, 64), (2, 97, 75), (3, 57, 83), (1, 200, 190)]
 TOLERANCE = 1e-4
 DENSE_CONFIGS = {'mmdet': 'cvt13_maskrcnn_coco.py', 'mmseg': 'cvt13_upernet_ade20k.py'}
@@ -101,10 +102,12 @@ def test_the_exported_graph_has_the_folded_and_fused_eval_path(tmp_path):
 
 def test_export_only_code_paths_equal_the_eager_fast_paths(monkeypatch):
     """What runs under ``torch.onnx.is_in_onnx_export()`` (windowed attention, masked, at every
-    map size) computes what the eager paths compute (global attention on a map within one
-    window)."""
+    map size; the MLP in one chunk) computes what the eager paths compute (global attention on
+    a map within one window; the MLP in chunks)."""
     model = tiny_backbone(window_size=(8, 4, 0))
-    # Stage maps within one window (32x24), whole windows (64x64), padded windows (200x190).
+    # Stage maps within one window (32x24), whole windows (64x64), padded windows (200x190,
+    # 2 x 50 x 48 tokens in stage 0: several MLP chunks).
+    assert 2 * 50 * 48 > Mlp.chunk_rows
     for size in [(32, 24), (64, 64), (200, 190)]:
         inputs = torch.randn(2, 3, *size)
         with torch.no_grad():

@@ -4,7 +4,7 @@
 * the fused k/v projection (one batched matmul) against the unfused arithmetic written out
   here, in train mode (BN batch statistics and running-stat updates, gradients) and in eval
   mode;
-* inference under autocast.
+* the chunked inference-time MLP, and inference under autocast.
 
 Timings are the benchmark's business (docs/benchmarks.md); nothing here is timed.
 """
@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cvt_mm.models.backbones.cvt import ConvAttention, CvT
+from cvt_mm.models.backbones.cvt import ConvAttention, CvT, Mlp
 from cvt_mm.testing import TINY_ARCH, randomize_norms
 
 
@@ -163,7 +163,18 @@ def test_norm_eval_freezes_bn_statistics_and_trains_bn_affine_parameters():
     assert bn.weight.grad is not None and bn.weight.grad.abs().sum() > 0
 
 
-# ----------------------------------------------------------------------- autocast
+# ----------------------------------------------------------------------- chunked MLP
+@pytest.mark.parametrize('act', ['QuickGELU', 'GELU', 'ReLU'])
+def test_chunked_inference_mlp_equals_plain(act, monkeypatch):
+    model = tiny(act_cfg=dict(type=act)).eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.enable_grad():  # autograd on: the plain path
+        expected = [o.detach() for o in model(x)]
+    monkeypatch.setattr(Mlp, 'chunk_rows', 100)  # several uneven chunks per stage
+    with torch.inference_mode():
+        assert_outputs_close(expected, model(x))
+
+
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 def test_autocast_inference_stays_close(dtype):
     model = tiny().eval()

@@ -108,7 +108,8 @@ class DepthwiseConvBN(nn.Sequential):
     bottom edges average their real positions only), where a conv stride of ``stride * pool``
     would keep one sample in ``pool`` squared and skip the rest.
 
-    :meth:`fuse_bn` folds the BN into the conv for deployment (same eval outputs).
+    :meth:`fuse_bn` folds the BN into the conv for deployment (same eval outputs). Folding it
+    on the fly in eval mode measured within noise (CvT-13, 224 batch 16 and 800x1333).
     """
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int,
@@ -346,13 +347,31 @@ class QuickGELU(nn.Module):
 
 
 class Mlp(nn.Sequential):
-    """fc1 -> activation -> dropout -> fc2 -> dropout."""
+    """fc1 -> activation -> dropout -> fc2 -> dropout.
+
+    CPU inference runs it ``chunk_rows`` tokens at a time, so that the hidden activations, 4x
+    wider than the tokens and the largest tensors of the network, stay in cache: CvT-13 6%
+    less CPU time at 224 batch 16, 5% at 800x1333 (1 thread, against the unchunked MLP).
+    """
+
+    chunk_rows = 2048
 
     def __init__(self, embed_dims: int, hidden_dims: int, act_cfg: dict, drop: float = 0.):
         super().__init__(OrderedDict(
             fc1=nn.Linear(embed_dims, hidden_dims), act=build_activation_layer(act_cfg),
             drop1=nn.Dropout(drop), fc2=nn.Linear(hidden_dims, embed_dims),
             drop2=nn.Dropout(drop)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Not under autograd (the same activations would be saved), on a GPU (thousands of
+        # small kernels), under torch.compile (inductor fuses the plain form) or ONNX export
+        # (the trip count would be frozen at the traced size).
+        if (x.device.type != 'cpu' or torch.is_grad_enabled() or torch.compiler.is_compiling()
+                or torch.onnx.is_in_onnx_export()):
+            return super().forward(x)
+        rows = x.reshape(-1, x.shape[-1]).split(self.chunk_rows)
+        out = torch.cat([nn.Sequential.forward(self, part) for part in rows])
+        return out.view(*x.shape[:-1], -1)
 
 
 class CvTBlock(BaseModule):
