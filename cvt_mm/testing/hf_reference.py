@@ -68,12 +68,12 @@ def compare_with_hf(hf_model: nn.Module, ours: nn.Module, images: torch.Tensor) 
     hf_out = hf_model(images, output_hidden_states=True)
     logits = ours(images, mode='tensor')
     backbone = ours.backbone
-    saved = backbone.out_type, backbone.out_indices, backbone.out_norm
-    backbone.out_type, backbone.out_indices, backbone.out_norm = 'featmap', [0, 1, 2], False
+    saved = backbone.out_type, backbone.out_indices, backbone.with_out_norm
+    backbone.out_type, backbone.out_indices, backbone.with_out_norm = 'featmap', [0, 1, 2], False
     try:
         maps = backbone(images)
     finally:
-        backbone.out_type, backbone.out_indices, backbone.out_norm = saved
+        backbone.out_type, backbone.out_indices, backbone.with_out_norm = saved
     return dict(
         logits=(logits - hf_out.logits).abs().max().item(),
         logits_scale=hf_out.logits.abs().max().item(),

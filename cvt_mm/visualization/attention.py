@@ -94,7 +94,7 @@ def attention_weights(attn: ConvAttention, tokens: torch.Tensor, hw_shape: HWSha
 
 def window_keys(attn: ConvAttention, hw_shape: HWShape, queries: torch.Tensor) -> torch.Tensor:
     """``(N, keys)``: which keys each query of a windowed block attends to, those of its own
-    window (``ConvAttention._window_attention``); windowed stages have no cls token."""
+    window (``ConvAttention.window_attention``); windowed stages have no cls token."""
     window, kv_window = attn.window_size, attn.kv_window_size
     key_rows, key_cols = (torch.arange(size) // kv_window for size in attn.kv_shape(hw_shape))
     rows, cols = queries // hw_shape[1] // window, queries % hw_shape[1] // window

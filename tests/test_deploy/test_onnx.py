@@ -16,13 +16,13 @@ from mmpretrain.registry import MODELS as CLS_MODELS
 
 from cvt_mm.apis import classifier_cfg
 from cvt_mm.deploy import DYNAMIC_AXES, DynamicAdaptiveAvgPool2d, export_onnx, onnx_max_diffs
-from cvt_mm.models.backbones.cvt import CvT, CvTBlock
+from cvt_mm.models.backbones.cvt import CvT, Mlp
 from cvt_mm.testing import TINY_ARCH, randomize_norms
 
 TRACED_SHAPE = (64, 64)
 # (batch, height, width): odd sizes and three batches. 200x190 gives stage 0 2,400 tokens,
-# more than one chunk of the inference MLP (CvTBlock.mlp_chunk_rows), where the traced
-# 64x64 input has 256.
+# more than one chunk of the inference MLP (Mlp.chunk_rows), where the traced 64x64 input has
+# 256.
 SIZES = [(1, 64, 64), (2, 97, 75), (3, 57, 83), (1, 200, 190)]
 TOLERANCE = 1e-4
 DENSE_CONFIGS = {'mmdet': 'cvt13_maskrcnn_coco.py', 'mmseg': 'cvt13_upernet_ade20k.py'}
@@ -101,24 +101,22 @@ def test_the_exported_graph_has_the_folded_and_fused_eval_path(tmp_path):
 
 
 def test_export_only_code_paths_equal_the_eager_fast_paths(monkeypatch):
-    """What runs under ``torch.onnx.is_in_onnx_export()`` (the k/v input built out of place,
-    the MLP in one chunk) computes what the eager fast paths compute."""
-    model = tiny_backbone()
-    inputs = torch.randn(2, 3, 200, 190)  # several MLP chunks in stage 0, cls token in stage 2
-    attn = model.stages[2].blocks[0].attn
-    feature_map = torch.randn(2, TINY_ARCH['embed_dims'][2], 7, 6)
-    cls_token = torch.randn(2, 1, TINY_ARCH['embed_dims'][2])
-    with torch.no_grad():
-        eager = model(inputs)
-        eager_kv = attn._project_kv(feature_map, cls_token)
-        monkeypatch.setattr(torch.onnx, 'is_in_onnx_export', lambda: True)
-        exported = model(inputs)
-        exported_kv = attn._project_kv(feature_map, cls_token)
-    for expected, actual in zip(eager_kv, exported_kv):
-        assert torch.equal(expected, actual)  # the same copies into the same matmul
-    for expected, actual in zip(eager, exported):
-        torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
-    assert inputs.shape[2] * inputs.shape[3] // 16 > CvTBlock.mlp_chunk_rows
+    """What runs under ``torch.onnx.is_in_onnx_export()`` (windowed attention, masked, at every
+    map size; the MLP in one chunk) computes what the eager paths compute (global attention on
+    a map within one window; the MLP in chunks)."""
+    model = tiny_backbone(window_size=(8, 4, 0))
+    # Stage maps within one window (32x24), whole windows (64x64), padded windows (200x190,
+    # 2 x 50 x 48 tokens in stage 0: several MLP chunks).
+    assert 2 * 50 * 48 > Mlp.chunk_rows
+    for size in [(32, 24), (64, 64), (200, 190)]:
+        inputs = torch.randn(2, 3, *size)
+        with torch.no_grad():
+            eager = model(inputs)
+            with monkeypatch.context() as patch:
+                patch.setattr(torch.onnx, 'is_in_onnx_export', lambda: True)
+                exported = model(inputs)
+        for expected, actual in zip(eager, exported):
+            torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_dynamo_export_runs_at_any_batch_and_size(tmp_path):

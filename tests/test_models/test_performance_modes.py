@@ -1,20 +1,21 @@
 """The backbone's performance paths compute what the plain model computes.
 
 * deploy mode (``switch_to_deploy``) and a ``torch.compile``d backbone: same outputs;
-* the fused k/v projection (one batched matmul; optionally one depthwise conv with 2C outputs)
-  against the unfused arithmetic written out here, in train mode (BN batch statistics and
-  running-stat updates, gradients) and in eval mode;
-* the chunked inference-time MLP, and the plain one under autocast.
+* the fused k/v projection (one batched matmul) against the unfused arithmetic written out
+  here, in train mode (BN batch statistics and running-stat updates, gradients) and in eval
+  mode;
+* the chunked inference-time MLP, and inference under autocast.
 
 Timings are the benchmark's business (docs/benchmarks.md); nothing here is timed.
 """
 import copy
+import warnings
 
 import pytest
 import torch
 import torch.nn as nn
 
-from cvt_mm.models.backbones.cvt import ConvAttention, CvT, CvTBlock, chunked_mlp_applies
+from cvt_mm.models.backbones.cvt import ConvAttention, CvT, Mlp
 from cvt_mm.testing import TINY_ARCH, randomize_norms
 
 
@@ -61,9 +62,9 @@ def reference_attention(attn: ConvAttention, x: torch.Tensor, hw_shape) -> torch
     return attn.proj(out)
 
 
-def make_attention(with_cls_token, fuse_kv_conv, seed=0):
+def make_attention(with_cls_token, seed=0):
     torch.manual_seed(seed)
-    attn = ConvAttention(24, 3, with_cls_token, fuse_kv_conv=fuse_kv_conv)
+    attn = ConvAttention(24, 3, with_cls_token)
     randomize_norms(attn, seed)
     with torch.no_grad():
         for name, param in attn.named_parameters():
@@ -78,10 +79,9 @@ def bn_state(module):
 
 
 @pytest.mark.parametrize('with_cls_token', [False, True])
-@pytest.mark.parametrize('fuse_kv_conv', [False, True])
 @pytest.mark.parametrize('mode', ['train', 'eval'])
-def test_fused_kv_equals_unfused_arithmetic(with_cls_token, fuse_kv_conv, mode):
-    attn = make_attention(with_cls_token, fuse_kv_conv).train(mode == 'train')
+def test_fused_kv_equals_unfused_arithmetic(with_cls_token, mode):
+    attn = make_attention(with_cls_token).train(mode == 'train')
     reference = copy.deepcopy(attn)
     hw_shape = (7, 9)
     x = torch.randn(3, int(with_cls_token) + 63, 24)
@@ -95,7 +95,7 @@ def test_fused_kv_equals_unfused_arithmetic(with_cls_token, fuse_kv_conv, mode):
 
     # Train mode: each BN updated its own running statistics, as the unfused modules did;
     # eval mode: none changed.
-    before = bn_state(make_attention(with_cls_token, fuse_kv_conv))
+    before = bn_state(make_attention(with_cls_token))
     after, after_ref = bn_state(attn), bn_state(reference)
     assert after.keys() == after_ref.keys()
     for name in after:
@@ -111,11 +111,11 @@ def test_fused_kv_equals_unfused_arithmetic(with_cls_token, fuse_kv_conv, mode):
         torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_fused_kv_conv_backbone_matches_default_in_train_and_eval():
+def test_deprecated_fuse_kv_conv_warns_and_matches_default_in_train_and_eval():
     plain = tiny().train()
-    fused = tiny(fuse_kv_conv=True).train()
+    with pytest.warns(UserWarning, match=r'fuse_kv_conv=True\) has no effect'):
+        fused = tiny(fuse_kv_conv=True).train()
     fused.load_state_dict(plain.state_dict())
-    assert all(m.attn.fuse_kv_conv for m in fused.modules() if isinstance(m, CvTBlock))
     x = torch.randn(2, 3, 64, 80)
     assert_outputs_close(plain(x), fused(x))
     for (name, a), b in zip(plain.state_dict().items(), fused.state_dict().values()):
@@ -126,7 +126,9 @@ def test_fused_kv_conv_backbone_matches_default_in_train_and_eval():
 
 
 def test_state_dict_keys_are_unchanged_by_the_fused_paths():
-    keys = set(tiny(fuse_kv_conv=True).state_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # fuse_kv_conv is deprecated
+        keys = set(tiny(fuse_kv_conv=True).state_dict())
     attn = 'stages.2.blocks.0.attn.'
     for qkv in 'qkv':
         assert f'{attn}conv_proj_{qkv}.conv.weight' in keys
@@ -136,11 +138,10 @@ def test_state_dict_keys_are_unchanged_by_the_fused_paths():
 
 
 # --------------------------------------------------------------------------- deploy mode
-@pytest.mark.parametrize('fuse_kv_conv', [False, True])
 @pytest.mark.parametrize('out_type', ['featmap', 'cls_token'])
-def test_deploy_mode_keeps_outputs(fuse_kv_conv, out_type):
+def test_deploy_mode_keeps_outputs(out_type):
     kwargs = dict(out_indices=-1) if out_type == 'cls_token' else {}
-    model = tiny(fuse_kv_conv=fuse_kv_conv, out_type=out_type, **kwargs).eval()
+    model = tiny(out_type=out_type, **kwargs).eval()
     x = torch.randn(3, 3, 72, 56)
     with torch.no_grad():
         expected = model(x)
@@ -149,9 +150,9 @@ def test_deploy_mode_keeps_outputs(fuse_kv_conv, out_type):
         assert_outputs_close(expected, model(x))
 
 
-def test_eval_bn_folding_follows_running_stats_and_norm_eval():
-    """Eval mode folds the BNs into the convs on the fly: same as conv -> BN, and under
-    norm_eval (BN frozen while training) the BN affine parameters still get gradients."""
+def test_norm_eval_freezes_bn_statistics_and_trains_bn_affine_parameters():
+    """Under norm_eval (BN frozen while training) the BN running statistics stay as they
+    are and the BN affine parameters still get gradients."""
     model = tiny(norm_eval=True).train()
     bn = model.stages[1].blocks[0].attn.conv_proj_q.bn
     assert not bn.training
@@ -169,23 +170,19 @@ def test_chunked_inference_mlp_equals_plain(act, monkeypatch):
     x = torch.randn(2, 3, 64, 96)
     with torch.enable_grad():  # autograd on: the plain path
         expected = [o.detach() for o in model(x)]
-    monkeypatch.setattr(CvTBlock, 'mlp_chunk_rows', 100)  # several uneven chunks per stage
+    monkeypatch.setattr(Mlp, 'chunk_rows', 100)  # several uneven chunks per stage
     with torch.inference_mode():
         assert_outputs_close(expected, model(x))
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-def test_autocast_inference_takes_the_plain_mlp_and_stays_close(dtype):
-    # The chunked MLP's fused residual matmul (addmm with out=) needs one dtype, which autocast
-    # does not give it: autocast inference must take the plain path.
+def test_autocast_inference_stays_close(dtype):
     model = tiny().eval()
     x = torch.randn(2, 3, 64, 96)
     with torch.inference_mode():
         expected = model(x)
         with torch.autocast('cpu', dtype=dtype):
-            assert not chunked_mlp_applies(x)
             outputs = model(x)
-        assert chunked_mlp_applies(x)
     scale = max(o.abs().max().item() for o in expected)
     for output, reference in zip(outputs, expected):
         assert (output.float() - reference).abs().max().item() < 0.05 * scale

@@ -1,6 +1,6 @@
 """Pooled keys (``pool_kv``): k and v are the means of the ``dw_bn`` projections they cover,
-the parameters are the official model's, and every code path (fused k/v conv, train-mode BN,
-windows, the key grid's size) agrees with that definition."""
+the parameters are the official model's, and every code path (train-mode BN, windows, the key
+grid's size) agrees with that definition."""
 import pytest
 import torch
 from helpers import tiny_dense_backbone
@@ -39,17 +39,15 @@ def pooled_reference(attn: ConvAttention, x: torch.Tensor, hw_shape, pool: int):
     return attn.proj((weights @ v).transpose(1, 2).flatten(2))
 
 
-@pytest.mark.parametrize('hw_shape,stride_kv,pool,with_cls_token,fuse_kv_conv', [
-    ((9, 7), 2, 2, False, False),  # 5x4 projections: partial blocks on both edges
-    ((12, 16), 1, 4, True, False),  # whole blocks, cls token in front of the pooled keys
-    ((11, 10), 2, 3, False, True),  # the fused k/v conv
+@pytest.mark.parametrize('hw_shape,stride_kv,pool,with_cls_token', [
+    ((9, 7), 2, 2, False),  # 5x4 projections: partial blocks on both edges
+    ((12, 16), 1, 4, True),  # whole blocks, cls token in front of the pooled keys
+    ((11, 10), 2, 3, False),  # 6x5 projections, pooling by 3
 ])
 def test_pooled_keys_are_the_means_of_the_projections_they_cover(hw_shape, stride_kv, pool,
-                                                                 with_cls_token,
-                                                                 fuse_kv_conv):
+                                                                 with_cls_token):
     torch.manual_seed(0)
-    attn = ConvAttention(8, 2, with_cls_token, stride_kv=stride_kv, pool_kv=pool,
-                         fuse_kv_conv=fuse_kv_conv)
+    attn = ConvAttention(8, 2, with_cls_token, stride_kv=stride_kv, pool_kv=pool)
     randomize_norms(attn).eval()
     x = torch.randn(2, int(with_cls_token) + hw_shape[0] * hw_shape[1], 8)
     with torch.no_grad():
@@ -68,17 +66,6 @@ def test_kv_shape_is_the_shape_of_the_pooled_keys():
         for hw_shape in [(1, 1), (5, 7), (8, 8), (13, 6), (40, 41)]:
             keys = attn.conv_proj_k(torch.randn(1, 8, *hw_shape))
             assert attn.kv_shape(hw_shape) == tuple(keys.shape[2:]), (stride_kv, pool, hw_shape)
-
-
-def test_train_mode_fused_and_separate_kv_convs_agree():
-    torch.manual_seed(0)
-    attns = [ConvAttention(8, 2, False, pool_kv=2, fuse_kv_conv=fuse) for fuse in (False, True)]
-    attns[1].load_state_dict(attns[0].state_dict())
-    x = torch.randn(2, 9 * 11, 8)
-    outputs = [attn.train()(x, (9, 11)) for attn in attns]
-    torch.testing.assert_close(outputs[0], outputs[1])
-    torch.testing.assert_close(attns[0].conv_proj_v.bn.running_mean,
-                               attns[1].conv_proj_v.bn.running_mean)
 
 
 def test_pooled_keys_keep_the_checkpoint_and_train():

@@ -13,6 +13,8 @@ embedding width, QuickGELU, cls token bypassing the conv projections); attention
 ``scaled_dot_product_attention`` so no attention matrix is materialised.
 """
 import copy
+import warnings
+from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -25,7 +27,6 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.utils import _pair
 
 from cvt_mm.registry import register_activation, register_backbone
 
@@ -98,88 +99,47 @@ class ConvTokenEmbedding(BaseModule):
         return self.norm(map_to_tokens(x)), hw_shape
 
 
-def fold_bn(weight: torch.Tensor, bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(weight, bias) of one conv equal to ``bn(conv(x, weight))`` with BN's running statistics.
-
-    Differentiable: under ``norm_eval`` the BN affine parameters still receive gradients.
-    """
-    scale = torch.rsqrt(bn.running_var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    bias = -bn.running_mean * scale
-    if bn.bias is not None:
-        bias = bias + bn.bias
-    return weight * scale.view(-1, 1, 1, 1), bias
-
-
 class DepthwiseConvBN(nn.Sequential):
-    """The ``dw_bn`` projection: depthwise conv without bias, then BatchNorm, then (with
-    ``pool`` > 1) a ``pool`` x ``pool`` average pooling.
-
-    Whenever the BN is a fixed affine map (eval mode, or ``norm_eval``) it is folded into the
-    conv's weight and bias on the fly (a few hundred numbers), saving a full pass over the map.
-    ``fuse_bn`` makes that permanent for deployment (same outputs, no BN modules left).
+    """The ``dw_bn`` projection: depthwise conv without bias, BatchNorm, then ``pool`` x
+    ``pool`` average pooling (an identity for ``pool`` 1).
 
     The pooling has no parameters, so the state dict is the same for any ``pool``. Each output
     is the mean of the projections it covers (ceil mode: partial windows at the right and
     bottom edges average their real positions only), where a conv stride of ``stride * pool``
     would keep one sample in ``pool`` squared and skip the rest.
+
+    :meth:`fuse_bn` folds the BN into the conv for deployment (same eval outputs). Folding it
+    on the fly in eval mode measured within noise (CvT-13, 224 batch 16 and 800x1333).
     """
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int,
                  pool: int = 1):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, kernel_size, stride, padding,
-                              groups=channels, bias=False)
+        conv = nn.Conv2d(channels, channels, kernel_size, stride, padding, groups=channels,
+                         bias=False)
         # The token maps reach this conv channels-last, and so its weight's gradient comes out
         # channels-last; a weight with those strides lets DDP's gradient buckets take it
         # without a copy on every step (torch warns "Grad strides do not match bucket view
         # strides" otherwise).
-        weight = self.conv.weight.detach()
-        self.conv.weight = nn.Parameter(torch.empty_strided(
+        weight = conv.weight.detach()
+        conv.weight = nn.Parameter(torch.empty_strided(
             weight.shape, (weight.shape[2] * weight.shape[3], 1, weight.shape[3], 1),
             dtype=weight.dtype, device=weight.device).copy_(weight))
-        self.bn = nn.BatchNorm2d(channels)
-        if pool > 1:
-            self.pool = nn.AvgPool2d(pool, ceil_mode=True, count_include_pad=False)
-
-    def pool_output(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooling step alone (for ``ConvAttention``'s fused k/v conv)."""
-        return self.pool(x) if hasattr(self, 'pool') else x
-
-    @property
-    def bn_is_affine(self) -> bool:
-        """Whether the BN is a fixed affine map (eval mode with running statistics, or folded
-        away), so that it can be merged into the conv's weight and bias."""
-        return isinstance(self.bn, nn.Identity) or (not self.bn.training
-                                                    and self.bn.running_var is not None)
-
-    def folded_weight_bias(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Conv weight and bias with the BN merged in (requires ``bn_is_affine``)."""
-        if isinstance(self.bn, nn.Identity):
-            return self.conv.weight, self.conv.bias
-        return fold_bn(self.conv.weight, self.bn)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.bn_is_affine:  # train-mode BN: batch statistics, running-stat updates
-            return self.pool_output(self.bn(self.conv(x)))
-        weight, bias = self.folded_weight_bias()
-        conv = self.conv
-        return self.pool_output(F.conv2d(x, weight, bias, conv.stride, conv.padding,
-                                         conv.dilation, conv.groups))
+        pooling = (nn.AvgPool2d(pool, ceil_mode=True, count_include_pad=False) if pool > 1
+                   else nn.Identity())
+        super().__init__(OrderedDict(conv=conv, bn=nn.BatchNorm2d(channels), pool=pooling))
 
     @torch.no_grad()
     def fuse_bn(self) -> None:
+        """Fold the BN's running statistics and affine parameters into the conv."""
         if isinstance(self.bn, nn.Identity):
             return
-        weight, bias = fold_bn(self.conv.weight, self.bn)
-        fused = nn.Conv2d(self.conv.in_channels, self.conv.out_channels,
-                          self.conv.kernel_size, self.conv.stride, self.conv.padding,
-                          groups=self.conv.groups, bias=True).to(self.conv.weight)
-        fused.weight.copy_(weight)
-        fused.bias.copy_(bias)
-        self.conv = fused
-        self.bn = nn.Identity()
+        conv, bn = self.conv, self.bn
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                          conv.padding, groups=conv.groups, bias=True).to(conv.weight)
+        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        fused.bias.copy_(bn.bias - bn.running_mean * scale)
+        self.conv, self.bn = fused, nn.Identity()
 
 
 def build_conv_projection(method: str, channels: int, kernel_size: int, stride: int,
@@ -195,37 +155,46 @@ def build_conv_projection(method: str, channels: int, kernel_size: int, stride: 
 
 
 class ConvAttention(BaseModule):
-    """Multi-head attention whose q, k, v come from convolutional projections.
+    """Multi-head attention whose q, k, v come from convolutional projections (Sec. 3.2).
+
+    With ``map`` the (H, W) token map and ``[cls, .]`` the cls token prepended (if any)::
+
+        q = proj_q([cls, tokens(conv_proj_q(map))])     (likewise k and v, at stride_kv)
+        out = proj(softmax(q k^T * scale) v)             (per head, scale = embed_dims ** -0.5)
 
     Args:
-        embed_dims: token width (input and output).
-        num_heads: attention heads.
-        with_cls_token: the first token is a cls token; it skips the spatial
+        embed_dims (int): The token width (input and output).
+        num_heads (int): The number of attention heads.
+        with_cls_token (bool): The first token is a cls token; it skips the spatial
             projections and is prepended to q, k and v.
-        method: 'dw_bn' (official default), 'avg' (q unprojected, k/v average pooled) or
-            'linear' (no spatial projection).
-        fuse_kv_conv: with 'dw_bn', run k's and v's depthwise convs as one conv with 2C
-            outputs (see ``_conv_kv``). Same parameters and arithmetic; off by default because
-            oneDNN, PyTorch's CPU conv backend, has no fast kernel for a grouped conv with two
-            outputs per group.
-        window_size: 0 for global attention; else, on maps larger than a window, attention
-            within non-overlapping windows of window_size x window_size queries, each to the
-            keys and values of its own region (window_size / key stride squared of them), as
-            ViTDet's windowed blocks. The projections still run over the whole map, so the
-            parameters are those of global attention; on a map that fits in one window the
-            result is global attention's. 'dw_bn' only, no cls token, stride_q 1, and a
-            multiple of the key stride (stride_kv * pool_kv).
-        pool_kv: with 'dw_bn', average-pool k's and v's projected maps by this factor
-            (``DepthwiseConvBN``): keys at stride ``stride_kv * pool_kv``, each the mean of
-            the projections it covers. 1 (no pooling) is the official model.
+        method (str): 'dw_bn' (official default), 'avg' (q unprojected, k/v average pooled)
+            or 'linear' (no spatial projection). Defaults to 'dw_bn'.
+        kernel_size (int): The kernel of the spatial projections. Defaults to 3.
+        stride_q (int): The stride of q's projection. Defaults to 1.
+        stride_kv (int): The stride of k's and v's projections. Defaults to 2.
+        padding_q (int): The padding of q's projection. Defaults to 1.
+        padding_kv (int): The padding of k's and v's projections. Defaults to 1.
+        qkv_bias (bool): Whether proj_q, proj_k and proj_v have a bias. Defaults to True.
+        attn_drop (float): The dropout rate of the attention weights. Defaults to 0.
+        proj_drop (float): The dropout rate after the output projection. Defaults to 0.
+        window_size (int): 0 for global attention; else, on maps larger than a window,
+            attention within non-overlapping windows of window_size x window_size queries, each
+            to the keys and values of its own region (window_size / key stride squared of
+            them), as ViTDet's windowed blocks. The projections still run over the whole map,
+            so the parameters are those of global attention; on a map that fits in one window
+            the result is global attention's. 'dw_bn' only, no cls token, stride_q 1, and a
+            multiple of the key stride (stride_kv * pool_kv). Defaults to 0.
+        pool_kv (int): With 'dw_bn', average-pool k's and v's projected maps by this factor
+            (``DepthwiseConvBN``): keys at stride ``stride_kv * pool_kv``, each the mean of the
+            projections it covers. 1 (no pooling) is the official model. Defaults to 1.
+        init_cfg (dict, optional): The initialization config. Defaults to None.
     """
 
     def __init__(self, embed_dims: int, num_heads: int, with_cls_token: bool,
                  method: str = 'dw_bn', kernel_size: int = 3, stride_q: int = 1,
                  stride_kv: int = 2, padding_q: int = 1, padding_kv: int = 1,
                  qkv_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0.,
-                 fuse_kv_conv: bool = False, window_size: int = 0, pool_kv: int = 1,
-                 init_cfg=None):
+                 window_size: int = 0, pool_kv: int = 1, init_cfg=None):
         super().__init__(init_cfg)
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
@@ -244,11 +213,12 @@ class ConvAttention(BaseModule):
                 raise ValueError(f'window_size {window_size} needs ' + ', '.join(unmet) +
                                  f' (stride_kv {stride_kv}, attn_method {method!r}, '
                                  f'with_cls_token {with_cls_token}, stride_q {stride_q})')
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.with_cls_token = with_cls_token
         self.window_size = window_size
         # The spacing of the keys on the query map.
         self.key_stride = key_stride
-        self.num_heads = num_heads
-        self.with_cls_token = with_cls_token
         # The official code scales by the full width, not the head width.
         self.scale = embed_dims ** -0.5
         self.attn_drop = attn_drop
@@ -264,95 +234,28 @@ class ConvAttention(BaseModule):
         self.proj_v = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
-        # k and v have the same kind of projection with the same kernel, stride and padding
-        # (one stride_kv / padding_kv), so they can be computed together.
-        self.dw_bn = method == 'dw_bn'
-        self.fuse_kv_conv = fuse_kv_conv and self.dw_bn
 
-    def _split_heads(self, tokens: torch.Tensor) -> torch.Tensor:
-        batch, length, channels = tokens.shape
-        return tokens.view(batch, length, self.num_heads, -1).transpose(1, 2)
-
-    def _conv_kv(self, feature_map: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """k's and v's ``dw_bn`` projections of the map, as (B, h*w, C) token views."""
-        conv_k, conv_v = self.conv_proj_k, self.conv_proj_v
-        if not self.fuse_kv_conv:
-            return map_to_tokens(conv_k(feature_map)), map_to_tokens(conv_v(feature_map))
-        # groups=C with 2C output channels gives input channel c two filters, output channels
-        # 2c (k's filter) and 2c+1 (v's): the weights interleaved, one read of the map.
-        conv = conv_k.conv
-        affine = conv_k.bn_is_affine and conv_v.bn_is_affine
-        if affine:  # eval or deployed: BNs folded into the conv
-            (weight_k, bias_k), (weight_v, bias_v) = (conv_k.folded_weight_bias(),
-                                                      conv_v.folded_weight_bias())
-            bias = torch.stack((bias_k, bias_v), dim=1).flatten()
+    def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
+        cls_token, tokens, feature_map = self.split_tokens(x, hw_shape)
+        q = self.project(self.conv_proj_q, self.proj_q, tokens, feature_map, cls_token)
+        k, v, kv_shape = self.project_kv(tokens, feature_map, cls_token)
+        # Under ONNX export every size takes the windowed path: a branch on the traced size
+        # would be frozen into the graph.
+        if self.window_size and (torch.onnx.is_in_onnx_export()
+                                 or max(hw_shape) > self.window_size):
+            out = self.window_attention(q, k, v, hw_shape, kv_shape)
         else:
-            weight_k, weight_v, bias = conv_k.conv.weight, conv_v.conv.weight, None
-        weight = torch.stack((weight_k, weight_v), dim=1).flatten(0, 1)
-        kv = F.conv2d(feature_map, weight, bias, conv.stride, conv.padding, conv.dilation,
-                      groups=feature_map.shape[1])
-        k_map, v_map = kv[:, 0::2], kv[:, 1::2]
-        if not affine:
-            # Train-mode BN: each module normalises its half with its own batch statistics
-            # and updates its own running stats, exactly as without the fusion.
-            k_map, v_map = conv_k.bn(k_map), conv_v.bn(v_map)
-        k_map, v_map = conv_k.pool_output(k_map), conv_v.pool_output(v_map)
-        return map_to_tokens(k_map), map_to_tokens(v_map)
-
-    @staticmethod
-    def _stack_kv_input(k_tokens: torch.Tensor, v_tokens: torch.Tensor,
-                        cls_token: Optional[torch.Tensor]) -> torch.Tensor:
-        """The (2, B, L, C) input of ``_project_kv``'s batched matmul, built out of place.
-
-        The same values as the eager buffer (copies only), for ONNX export: the TorchScript
-        exporter turns the slice assignments into ScatterND with index tensors of the traced
-        sizes, and the cls token's into an Expand to the traced shape, so another batch or
-        image size fails in onnxruntime ("invalid expand shape"). In eager mode the buffer
-        saves a copy of k and v in the stage with a cls token.
-        """
-        kv_in = torch.stack((k_tokens, v_tokens))
-        if cls_token is None:
-            return kv_in
-        return torch.cat((cls_token.unsqueeze(0).expand(2, -1, -1, -1), kv_in), dim=2)
-
-    def _project_kv(self, feature_map: torch.Tensor,
-                    cls_token: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """k and v tokens (cls first, if any) for the ``dw_bn`` method.
-
-        The projected maps are copied once into one (2, B, L, C) buffer with the cls token in
-        front (the copy torch.cat would make anyway; it also de-interleaves the fused conv's
-        output), and proj_k and proj_v run on it as one batched matmul.
-        """
-        k_tokens, v_tokens = self._conv_kv(feature_map)
-        batch, length, channels = k_tokens.shape
-        num_cls = 0 if cls_token is None else 1
-        if torch.onnx.is_in_onnx_export():
-            kv_in = self._stack_kv_input(k_tokens, v_tokens, cls_token)
-        else:
-            kv_in = k_tokens.new_empty(2, batch, num_cls + length, channels)
-            if cls_token is not None:
-                kv_in[:, :, :1] = cls_token
-            kv_in[0, :, num_cls:] = k_tokens
-            kv_in[1, :, num_cls:] = v_tokens
-        weight = torch.stack((self.proj_k.weight, self.proj_v.weight)).transpose(1, 2)
-        if self.proj_k.bias is None:
-            kv = torch.bmm(kv_in.flatten(1, 2), weight)
-        else:
-            bias = torch.stack((self.proj_k.bias, self.proj_v.bias)).unsqueeze(1)
-            kv = torch.baddbmm(bias, kv_in.flatten(1, 2), weight)
-        k, v = kv.view_as(kv_in).unbind(0)
-        return k, v
+            out = self.attention(q, k, v)
+        return self.proj_drop(self.proj(out))
 
     def split_tokens(self, x: torch.Tensor, hw_shape: HWShape):
         """The attention's input as (cls token or None, spatial tokens, their NCHW map)."""
         cls_token = None
         if self.with_cls_token:
             cls_token, x = x[:, :1], x[:, 1:]
-        feature_map = tokens_to_map(x, hw_shape)
-        if self.dw_bn:
-            # The token view is channels-last; slicing the cls token off a batch > 1 breaks
-            # that layout, and each conv would copy its input: copy once for all of them.
-            feature_map = feature_map.contiguous(memory_format=torch.channels_last)
+        # The token view is channels-last; slicing the cls token off a batch > 1 breaks
+        # that layout, and each conv would copy its input: copy once for all of them.
+        feature_map = tokens_to_map(x, hw_shape).contiguous(memory_format=torch.channels_last)
         return cls_token, x, feature_map
 
     @staticmethod
@@ -365,28 +268,29 @@ class ConvAttention(BaseModule):
             projected = torch.cat((cls_token, projected), dim=1)
         return linear(projected)
 
-    def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
-        cls_token, x, feature_map = self.split_tokens(x, hw_shape)
+    def project_kv(self, tokens: torch.Tensor, feature_map: torch.Tensor,
+                   cls_token: Optional[torch.Tensor]
+                   ) -> Tuple[torch.Tensor, torch.Tensor, HWShape]:
+        """k and v as :meth:`project` makes them, and the (h, w) of their map.
 
-        def project(conv_proj: Optional[nn.Module], linear: nn.Linear) -> torch.Tensor:
-            return self.project(conv_proj, linear, x, feature_map, cls_token)
-
-        q = project(self.conv_proj_q, self.proj_q)
-        if self.dw_bn:
-            k, v = self._project_kv(feature_map, cls_token)
+        proj_k and proj_v run as one batched matmul over k's and v's tokens stacked.
+        """
+        k_map, v_map = (feature_map if conv is None else conv(feature_map)
+                        for conv in (self.conv_proj_k, self.conv_proj_v))
+        kv = torch.stack((map_to_tokens(k_map), map_to_tokens(v_map)))  # (2, B, h*w, C)
+        if cls_token is not None:
+            kv = torch.cat((cls_token.expand(2, -1, -1, -1), kv), dim=2)
+        weight = torch.stack((self.proj_k.weight, self.proj_v.weight)).transpose(1, 2)
+        if self.proj_k.bias is None:
+            projected = torch.bmm(kv.flatten(1, 2), weight)
         else:
-            k, v = project(self.conv_proj_k, self.proj_k), project(self.conv_proj_v, self.proj_v)
-        # Under ONNX export every size takes the windowed path, masked: a branch on the
-        # traced size would be frozen into the graph.
-        if self.window_size and (torch.onnx.is_in_onnx_export()
-                                 or max(hw_shape) > self.window_size):
-            out = self._window_attention(q, k, v, hw_shape)
-        else:
-            out = self._attention(q, k, v)
-        return self.proj_drop(self.proj(out))
+            bias = torch.stack((self.proj_k.bias, self.proj_v.bias)).unsqueeze(1)
+            projected = torch.baddbmm(bias, kv.flatten(1, 2), weight)
+        k, v = projected.view_as(kv).unbind(0)
+        return k, v, tuple(k_map.shape[2:])
 
-    def _attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                   mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                  mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, L, C) q, k, v -> (B, L, C) multi-head attention output."""
         out = F.scaled_dot_product_attention(
             self._split_heads(q), self._split_heads(k), self._split_heads(v), attn_mask=mask,
@@ -394,41 +298,8 @@ class ConvAttention(BaseModule):
         # SDPA's output has q's memory layout, (B, L, heads, d): merging the heads is a view.
         return out.transpose(1, 2).flatten(2)
 
-    @property
-    def kv_window_size(self) -> int:
-        """A window's side on the k/v map (``window_size`` is its side on the query map)."""
-        return self.window_size // self.key_stride
-
-    def kv_shape(self, hw_shape: HWShape) -> HWShape:
-        """The (h, w) of the k/v map that k's spatial projection makes of an (H, W) map: the
-        conv's (then ``pool_kv``'s) or, for 'avg', the ceil-mode pool's output size; (H, W)
-        for 'linear'. Arithmetic on the sizes only, so that it traces for ONNX export."""
-        layer = self.conv_proj_k
-        if layer is None:
-            return tuple(hw_shape)
-        if not isinstance(layer, DepthwiseConvBN):
-            return self._output_shape(layer, hw_shape)
-        shape = self._output_shape(layer.conv, hw_shape)
-        return self._output_shape(layer.pool, shape) if hasattr(layer, 'pool') else shape
-
-    @staticmethod
-    def _output_shape(layer: nn.Module, hw_shape: HWShape) -> HWShape:
-        """The output size of a conv or pooling layer on an (H, W) map."""
-        kernel, stride, padding = (_pair(value) for value in
-                                   (layer.kernel_size, layer.stride, layer.padding))
-        ceil_mode = getattr(layer, 'ceil_mode', False)
-        shape = []
-        for i, size in enumerate(hw_shape):
-            span = size + 2 * padding[i] - kernel[i]
-            out = (span + (stride[i] - 1 if ceil_mode else 0)) // stride[i] + 1
-            # PyTorch's pooling rule: the last window must start inside the padded input.
-            if ceil_mode and (out - 1) * stride[i] >= size + padding[i]:
-                out -= 1
-            shape.append(out)
-        return tuple(shape)
-
-    def _window_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                          hw_shape: HWShape) -> torch.Tensor:
+    def window_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         hw_shape: HWShape, kv_shape: HWShape) -> torch.Tensor:
         """Attention within windows: query window (i, j) covers rows and columns
         [i*w, (i+1)*w) x [j*w, (j+1)*w) of the map and attends to the k/v positions of the same
         region, [i*w/s, (i+1)*w/s) x ... of the k/v map (w = window_size, s = key_stride).
@@ -437,17 +308,34 @@ class ConvAttention(BaseModule):
         window, kv_window = self.window_size, self.kv_window_size
         # Ceiling division on non-negative numbers only: ONNX's integer Div truncates.
         rows, cols = ((size + window - 1) // window for size in hw_shape)
-        kv_shape = self.kv_shape(hw_shape)
-        q, k, v = (partition_windows(tokens, shape, size, rows, cols) for tokens, shape, size in
-                   ((q, hw_shape, window), (k, kv_shape, kv_window), (v, kv_shape, kv_window)))
-        mask = None
-        if torch.onnx.is_in_onnx_export() or kv_shape != (rows * kv_window, cols * kv_window):
-            valid = k.new_ones(1, kv_shape[0] * kv_shape[1], 1)
-            valid = partition_windows(valid, kv_shape, kv_window, rows, cols)[..., 0] > 0
-            # (B * windows, 1, 1, keys): window n of image b is row b * windows + n.
-            mask = valid.repeat(q.shape[0] // valid.shape[0], 1)[:, None, None]
-        out = self._attention(q, k, v, mask)
+        q = partition_windows(q, hw_shape, window, rows, cols)
+        k, v = (partition_windows(t, kv_shape, kv_window, rows, cols) for t in (k, v))
+        valid = k.new_ones(1, kv_shape[0] * kv_shape[1], 1)
+        valid = partition_windows(valid, kv_shape, kv_window, rows, cols)[..., 0] > 0
+        # (B * windows, 1, 1, keys): window n of image b is row b * windows + n.
+        mask = valid.repeat(q.shape[0] // valid.shape[0], 1)[:, None, None]
+        out = self.attention(q, k, v, mask)
         return merge_windows(out, hw_shape, window, rows, cols)
+
+    def _split_heads(self, tokens: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = tokens.shape
+        return tokens.view(batch, length, self.num_heads, -1).transpose(1, 2)
+
+    @property
+    def kv_window_size(self) -> int:
+        """A window's side on the k/v map (``window_size`` is its side on the query map)."""
+        return self.window_size // self.key_stride
+
+    def kv_shape(self, hw_shape: HWShape) -> HWShape:
+        """The (h, w) of the k/v map of an (H, W) token map: the output size of
+        ``conv_proj_k``, run on a meta tensor (sizes only; no data, no BN statistics)."""
+        if self.conv_proj_k is None:
+            return tuple(hw_shape)
+        state = {name: tensor.to('meta') for name, tensor in
+                 self.conv_proj_k.state_dict(keep_vars=True).items()}
+        # A batch of 2: a train-mode BN needs more than one value per channel.
+        probe = torch.empty(2, self.embed_dims, *hw_shape, device='meta')
+        return tuple(torch.func.functional_call(self.conv_proj_k, state, probe).shape[2:])
 
 
 @register_activation
@@ -455,78 +343,39 @@ class QuickGELU(nn.Module):
     """x * sigmoid(1.702 x): the official CvT activation (CLIP's approximation of GELU)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and x.requires_grad:
-            return x * torch.sigmoid(1.702 * x)
-        # Inference: the same arithmetic in one buffer instead of three (the MLP's hidden
-        # activations are the largest tensors of the network).
-        return torch.sigmoid_(x * 1.702).mul_(x)
+        return x * torch.sigmoid(1.702 * x)
 
 
 class Mlp(nn.Sequential):
+    """fc1 -> activation -> dropout -> fc2 -> dropout.
+
+    CPU inference runs it ``chunk_rows`` tokens at a time, so that the hidden activations, 4x
+    wider than the tokens and the largest tensors of the network, stay in cache: CvT-13 6%
+    less CPU time at 224 batch 16, 5% at 800x1333 (1 thread, against the unchunked MLP).
+    """
+
+    chunk_rows = 2048
+
     def __init__(self, embed_dims: int, hidden_dims: int, act_cfg: dict, drop: float = 0.):
-        super().__init__()
-        self.fc1 = nn.Linear(embed_dims, hidden_dims)
-        self.act = build_activation_layer(act_cfg)
-        self.drop1 = nn.Dropout(drop)
-        self.fc2 = nn.Linear(hidden_dims, embed_dims)
-        self.drop2 = nn.Dropout(drop)
+        super().__init__(OrderedDict(
+            fc1=nn.Linear(embed_dims, hidden_dims), act=build_activation_layer(act_cfg),
+            drop1=nn.Dropout(drop), fc2=nn.Linear(hidden_dims, embed_dims),
+            drop2=nn.Dropout(drop)))
 
-    def activate_(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The activation, in place where it has an in-place form (inference only)."""
-        if type(self.act) is nn.GELU:
-            return torch.ops.aten.gelu_(hidden, approximate=self.act.approximate)
-        return self.act(hidden)  # QuickGELU reuses its input's buffer without autograd
-
-    @torch.no_grad()
-    def residual_forward_chunked(self, x: torch.Tensor, norm: nn.Module,
-                                 chunk_rows: int) -> torch.Tensor:
-        """``x + mlp(norm(x))`` for inference, ``chunk_rows`` tokens at a time.
-
-        The hidden activations, 4x wider than the tokens, are the largest tensors of the
-        network, and with narrow tokens (C = 64, 192) the MLP is memory-bound. In chunks they
-        stay in cache and one buffer is reused instead of page-faulting fresh ones (the
-        activation's share of the forward halves against HF's, docs/benchmarks.md's profile).
-        Dropouts are identities. Under ONNX export all rows form one chunk: the loop's trip
-        count would be frozen at the traced token count, and ``out=`` has no ONNX form.
-        """
-        if torch.onnx.is_in_onnx_export():
-            return x + self.fc2(self.activate_(self.fc1(norm(x))))
-        flat = x.reshape(-1, x.shape[-1])
-        out = torch.empty_like(flat)
-        for start in range(0, flat.shape[0], chunk_rows):
-            part = flat[start:start + chunk_rows]
-            hidden = self.activate_(self.fc1(norm(part)))
-            out_part = out[start:start + chunk_rows]
-            torch.addmm(part, hidden, self.fc2.weight.t(), out=out_part)  # residual + fc2
-            if self.fc2.bias is not None:
-                out_part += self.fc2.bias
-        return out.view_as(x)
-
-
-def autocast_enabled(device_type: str) -> bool:
-    """Whether autocast is on for ``device_type`` (torch < 2.4 has no per-device query)."""
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:
-        return (torch.is_autocast_enabled() if device_type == 'cuda'
-                else torch.is_autocast_cpu_enabled())
-
-
-def chunked_mlp_applies(x: torch.Tensor) -> bool:
-    """Whether ``Mlp.residual_forward_chunked`` serves this inference forward: on CPU, where
-    the cache it is built for is the bottleneck (on a GPU the chunks would be thousands of
-    small kernels), without autograd, autocast (its fused residual matmul needs one dtype) or
-    compilation (inductor fuses the plain form itself)."""
-    return (x.device.type == 'cpu' and not torch.is_grad_enabled()
-            and not autocast_enabled('cpu') and not torch.compiler.is_compiling())
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Not under autograd (the same activations would be saved), on a GPU (thousands of
+        # small kernels), under torch.compile (inductor fuses the plain form) or ONNX export
+        # (the trip count would be frozen at the traced size).
+        if (x.device.type != 'cpu' or torch.is_grad_enabled() or torch.compiler.is_compiling()
+                or torch.onnx.is_in_onnx_export()):
+            return super().forward(x)
+        rows = x.reshape(-1, x.shape[-1]).split(self.chunk_rows)
+        out = torch.cat([nn.Sequential.forward(self, part) for part in rows])
+        return out.view(*x.shape[:-1], -1)
 
 
 class CvTBlock(BaseModule):
     """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
-
-    # Tokens per chunk of the inference-time MLP (Mlp.residual_forward_chunked): at most
-    # 2048 x 4C floats of hidden activations (12 MB at C = 384) live at once.
-    mlp_chunk_rows = 2048
 
     def __init__(self, embed_dims: int, num_heads: int, with_cls_token: bool,
                  mlp_ratio: float = 4., drop_rate: float = 0., attn_drop_rate: float = 0.,
@@ -547,9 +396,7 @@ class CvTBlock(BaseModule):
 
         def inner_forward(x):
             x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
-            if self.training or not chunked_mlp_applies(x):
-                return x + self.drop_path(self.mlp(self.norm2(x)))
-            return self.mlp.residual_forward_chunked(x, self.norm2, self.mlp_chunk_rows)
+            return x + self.drop_path(self.mlp(self.norm2(x)))
 
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(inner_forward, x, use_reentrant=False)
@@ -658,18 +505,15 @@ class CvT(BaseModule):
             stages or one per stage: on token maps larger than the window, that stage's
             attention runs within non-overlapping windows (see ``ConvAttention``). Windows of
             the token grid the model was pretrained at (56, 28 for CvT-13's first two stages
-            at 224) keep each query's attention span as in pretraining at any input size
-            (on the toy detector of docs/quickstart.md as fast as ``pool_kv=2`` and less
-            accurate); stages with a cls token (the last) must stay global. Parameter names
-            and shapes do not depend on it. Defaults to 0.
+            at 224) keep each query's attention span as in pretraining at any input size;
+            stages with a cls token (the last) must stay global. Parameter names and shapes
+            do not depend on it. Defaults to 0.
         pool_kv (int | Sequence[int]): Average-pool k's and v's projected maps by this factor,
             for all stages or one per stage: keys at stride ``stride_kv * pool_kv``, each the
             mean of the ``pool_kv`` squared projections it covers rather than one strided
             sample of them (see ``DepthwiseConvBN``). 'dw_bn' only; no parameters, so any
-            value loads the same checkpoint. 2, as in configs/cvt13_maskrcnn-fast_coco.py,
-            makes every attention 4x cheaper at detection resolution; on the toy detector of
-            docs/quickstart.md it kept the default's accuracy where ``stride_kv=4``, the same
-            key grid, did not. Defaults to 1.
+            value loads the same checkpoint. 2 (configs/cvt13_maskrcnn-fast_coco.py) makes
+            every attention 4x cheaper at detection resolution. Defaults to 1.
         padding_q (int): The padding of q's projection. Defaults to 1.
         padding_kv (int | Sequence[int]): The padding of k's and v's projections, for all
             stages or one per stage. Defaults to 1.
@@ -691,18 +535,16 @@ class CvT(BaseModule):
             (frozen statistics, as for small detection batches). Defaults to False.
         with_cp (bool): Gradient checkpointing per block: less memory, more compute.
             Defaults to False.
-        fuse_kv_conv (bool): Run each block's k and v depthwise convs as one grouped conv
-            with 2C outputs. Same parameters and results; off by default because PyTorch's
-            CPU conv backend (oneDNN) has no fast kernel for that grouping, where the two
-            depthwise convs it replaces have one. Defaults to False.
+        fuse_kv_conv (bool): Deprecated, no effect: k's and v's depthwise convs always run
+            as two convs (the fused grouped conv computed the same and was slower on CPU).
+            Defaults to False.
         init_cfg (dict | List[dict], optional): The initialization config. None gives the
             official init: truncated-normal Linear layers (std 0.02) and unit norms, convs with
             PyTorch's defaults, cls tokens truncated-normal. Defaults to None.
 
-    Speed (docs/benchmarks.md): attention through ``scaled_dot_product_attention`` (no
-    attention matrix), BNs folded into the depthwise convs in eval mode (``switch_to_deploy``
-    makes it permanent), k and v projected by one batched matmul, token maps kept
-    channels-last so convs take them without copies, and a chunked MLP for inference.
+    Attention runs through ``scaled_dot_product_attention`` (no attention matrix), k and v are
+    projected by one batched matmul, and token maps stay channels-last so the depthwise convs
+    take them without copies; ``switch_to_deploy`` folds the BatchNorms into the convs.
     """
 
     arch_zoo: Dict[str, dict] = {
@@ -752,6 +594,9 @@ class CvT(BaseModule):
                 dict(type='Constant', layer=['LayerNorm', 'BatchNorm2d'], val=1., bias=0.),
             ]
         super().__init__(init_cfg)
+        if fuse_kv_conv:
+            warnings.warn('DeprecationWarning: CvT(fuse_kv_conv=True) has no effect; k and v '
+                          'are projected as without it (the same outputs)', stacklevel=2)
         self.arch_settings = self.parse_arch(arch)
         embed_dims = self.arch_settings['embed_dims']
         depths = self.arch_settings['depths']
@@ -805,8 +650,7 @@ class CvT(BaseModule):
             attn_cfg = dict(method=attn_method, kernel_size=kernel_size, stride_q=stride_q,
                             stride_kv=stride_kv[i], padding_q=padding_q,
                             padding_kv=padding_kv[i], qkv_bias=qkv_bias,
-                            fuse_kv_conv=fuse_kv_conv, window_size=window_size[i],
-                            pool_kv=pool_kv[i])
+                            window_size=window_size[i], pool_kv=pool_kv[i])
             block_cfg = dict(mlp_ratio=mlp_ratio, drop_rate=drop_rate,
                              attn_drop_rate=attn_drop_rate, act_cfg=act_cfg, attn_cfg=attn_cfg,
                              with_cp=with_cp)
@@ -821,7 +665,8 @@ class CvT(BaseModule):
         elif out_norm:
             for i in self.out_indices:
                 self.add_module(f'out_norm{i}', build_norm_layer(norm_cfg, embed_dims[i])[1])
-        self.out_norm = out_norm and out_type == 'featmap'
+        # Whether forward applies the out_norm{i} layers to the output maps.
+        self.with_out_norm = out_norm and out_type == 'featmap'
         self._freeze_stages()
 
     def _per_stage(self, value: Union[int, Sequence[int]], name: str) -> List[int]:
@@ -889,12 +734,11 @@ class CvT(BaseModule):
                 continue
             if self.out_type == 'cls_token':
                 outs.append(self.cls_norm(cls_token[:, 0]))
+            elif self.with_out_norm:
+                outs.append(tokens_to_map(getattr(self, f'out_norm{i}')(tokens),
+                                          hw_shape).contiguous())
             else:
-                if self.out_norm:
-                    x_out = tokens_to_map(getattr(self, f'out_norm{i}')(tokens), hw_shape)
-                else:
-                    x_out = x
-                outs.append(x_out.contiguous())
+                outs.append(x.contiguous())
         return tuple(outs)
 
     def switch_to_deploy(self) -> None:
