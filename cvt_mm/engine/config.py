@@ -11,6 +11,8 @@ from mmengine.config import Config
 from mmengine.device import is_cuda_available, is_mlu_available, is_musa_available, is_npu_available
 from mmengine.logging import print_log
 
+from .elastic import resume_after_restart
+
 TASK_SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
 
 
@@ -71,7 +73,12 @@ def enable_amp(cfg: Config, dtype: str = 'float16') -> None:
 
 
 def apply_resume(cfg: Config, resume: Optional[str]) -> None:
-    """``'auto'``: the latest checkpoint in the work directory; a path: that checkpoint."""
+    """``'auto'``: the latest checkpoint in the work directory; a path: that checkpoint.
+
+    A process that torchrun restarted, or a requeued Slurm job, resumes from the latest
+    checkpoint in the work directory (:func:`~cvt_mm.engine.elastic.resume_after_restart`).
+    """
+    resume = resume_after_restart(resume, cfg.work_dir)
     if resume is None:
         return
     cfg.resume = True
