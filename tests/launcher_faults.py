@@ -67,3 +67,26 @@ class WaitForSignalHook(FaultHook):
             time.sleep(0.1)  # the handler runs in this thread, between sleeps
         signal.signal(self.signum, run_handler)
         os.kill(os.getpid(), self.signum)
+
+
+def die_in_early_attempts(attempts_to_kill: int) -> None:
+    """A torchrun worker that joins the process group (cvt_mm's way) and all-reduces; rank 0
+    SIGKILLs itself in the first ``attempts_to_kill`` attempts, so that torchrun restarts the
+    group. Prints the sum once it survives."""
+    import torch
+    import torch.distributed as dist
+
+    from cvt_mm.engine.elastic import init_process_group
+    init_process_group('gloo')
+    total = torch.ones(1)
+    dist.all_reduce(total)
+    if restart_count() < attempts_to_kill and dist.get_rank() == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    dist.barrier()
+    print(f'attempt {restart_count()}: rank {dist.get_rank()} summed {total.item()}', flush=True)
+    dist.destroy_process_group()
+
+
+if __name__ == '__main__':
+    import sys
+    die_in_early_attempts(int(sys.argv[1]))

@@ -18,6 +18,8 @@ import torch.distributed as dist
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
+from .elastic import init_process_group
+
 
 def replace_sync_bn(node) -> int:
     """Turn every ``type='SyncBN'`` in a config tree into ``'BN'`` (in place); returns the count.
@@ -81,7 +83,7 @@ def setup_cpu_distributed(cfg: Config) -> bool:
     if launcher == 'slurm':
         os.environ.update(slurm_environment())
     if not dist.is_initialized():
-        dist.init_process_group(backend='gloo')
+        init_process_group('gloo')
     strategy = cfg.get('strategy')
     if strategy is not None:  # FlexibleRunner: the strategy wraps the model
         wrapper = strategy.setdefault('model_wrapper', ConfigDict())

@@ -114,7 +114,7 @@ def test_torchrun_restarts_a_killed_worker_and_the_run_resumes(tmp_path):
     # torchrun's record of the restart, then the restarted workers' (TORCHELASTIC_RESTART_COUNT).
     assert 'Worker group FAILED. 1/1 attempts left; will restart worker group' in output
     assert output.count('restart 1 of this run: resuming from the newest checkpoint') == 2
-    assert output.count('resumed epoch: 1, iter: 1') == 2, output[-4000:]
+    assert output.count('resumed epoch: 1, iter: 1') == 1, output[-4000:]  # rank 0 logs it
     assert max_abs_difference(final_weights(work_dir, 'epoch_3.pth'),
                               final_weights(tmp_path / 'reference', 'epoch_3.pth')) == 0.0
 
