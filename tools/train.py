@@ -12,7 +12,6 @@ epoch. On a preemption signal (SIGTERM, SIGUSR1) every process stops after the s
 saves it and exits with status 75; a second signal exits at once (docs/long_runs.md).
 """
 import argparse
-import gc
 import sys
 
 from _cli import add_runner_arguments, parse_runner_args, quiet_runner_logger
@@ -66,8 +65,6 @@ def main(argv=None):
     except Preempted as stop:
         print(f'preempted: {stop}', file=sys.stderr, flush=True)
         status = PREEMPTED_EXIT_STATUS
-    # The Runner is garbage now: its dataloaders shut their workers down here, not at exit.
-    gc.collect()
     if shutdown_distributed():
         end_worker_process(status)
     return status

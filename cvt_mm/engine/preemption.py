@@ -19,14 +19,15 @@ What tools/train.py does (the interface the launchers build on; docs/long_runs.m
   (143 for SIGTERM, 138 for SIGUSR1), as a shell reports a process killed by the signal;
   the last complete checkpoint stays what ``last_checkpoint`` names.
 
-Dataloader workers ignore the preemption signals (Slurm and torchrun signal every process of
-the job; a worker killed by one would fail the run before its checkpoint), and leave when their
-main process shuts them down or is gone.
+Dataloader workers ignore the preemption signals of others than their main process (Slurm
+and torchrun signal every process of the job; a worker killed by one would fail the run before
+its checkpoint); their main process still ends them.
 """
 import logging
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Optional, Sequence, Union
 
@@ -181,21 +182,34 @@ def save_position(runner) -> str:
 @FUNCTIONS.register_module()
 def preemption_safe_worker_init(worker_id: int, signals=DEFAULT_SIGNALS,
                                 worker_init_fn: Optional[dict] = None) -> None:
-    """A dataloader worker's init: ignore the preemption signals, then run the config's own
-    ``worker_init_fn`` (``dict(type=NAME, **kwargs)``), if it had one.
+    """A dataloader worker's init: leave the preemption signals to the main process, then run
+    the config's own ``worker_init_fn`` (``dict(type=NAME, **kwargs)``), if it had one.
 
     torch's workers die on a SIGTERM that is not from their main process, which fails the run
-    at its next batch, before the checkpoint; a worker still leaves when its main process
-    shuts it down (a sentinel on its queue) or exits (torch's watchdog).
+    at its next batch, before the checkpoint. Here the worker blocks the preemption signals
+    and a thread takes them as they come (``sigwaitinfo``): a SIGTERM from the main process
+    (its shutdown of the workers, ``multiprocessing``'s terminate at exit) ends the worker,
+    any other is dropped. A worker also ends when its main process asks (a sentinel on its
+    queue) or is gone (torch's watchdog).
     """
-    for number in parse_signals(signals):
-        signal.signal(number, signal.SIG_IGN)
+    numbers = set(parse_signals(signals))
+    if numbers:
+        signal.pthread_sigmask(signal.SIG_BLOCK, numbers | {signal.SIGTERM})
+        threading.Thread(target=_take_signals, args=(numbers | {signal.SIGTERM}, ),
+                         name='preemption-signals', daemon=True).start()
     if worker_init_fn:
         worker_init_fn = dict(worker_init_fn)
         function = worker_init_fn.pop('type')
         if isinstance(function, str):
             function = FUNCTIONS.get(function)
         function(worker_id, **worker_init_fn)
+
+
+def _take_signals(numbers: set) -> None:
+    while True:
+        info = signal.sigwaitinfo(numbers)
+        if info.si_signo == signal.SIGTERM and info.si_pid == os.getppid():
+            os._exit(0)
 
 
 def enable_preemption(cfg: Union[Config, dict],
