@@ -121,9 +121,9 @@ def shutdown_distributed() -> bool:
     return True
 
 
-def end_worker_process() -> NoReturn:
+def end_worker_process(status: int = 0) -> NoReturn:
     """End a distributed worker that has left its group (:func:`shutdown_distributed`): the
-    interpreter's exit handlers run (logging's flush among them), then ``os._exit(0)``.
+    interpreter's exit handlers run (logging's flush among them), then ``os._exit(status)``.
 
     FSDP's units stay referenced from outside Python after the Runner is gone, and with them the
     gloo group and its threads; their teardown during interpreter finalization can abort the
@@ -133,4 +133,4 @@ def end_worker_process() -> NoReturn:
     atexit._run_exitfuncs()  # what a normal exit runs before finalization
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(status)
