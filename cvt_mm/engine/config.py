@@ -80,7 +80,7 @@ def apply_resume(cfg: Config, resume: Optional[str]) -> None:
     A process that torchrun restarted, or a requeued Slurm job, resumes from the latest
     checkpoint in the work directory (:func:`~cvt_mm.engine.elastic.resume_after_restart`).
     """
-    resume = resume_after_restart(resume, cfg.work_dir)
+    resume = resume_after_restart(resume, latest_checkpoint(cfg.work_dir))
     if resume is None:
         return
     cfg.resume = True

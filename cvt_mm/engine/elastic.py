@@ -14,7 +14,6 @@ from typing import Mapping, Optional
 
 import torch.distributed as dist
 from mmengine.logging import print_log
-from mmengine.runner import find_latest_checkpoint
 from torch.distributed.rendezvous import rendezvous
 
 RESTART_COUNT_VARIABLES = ('TORCHELASTIC_RESTART_COUNT', 'SLURM_RESTART_COUNT')
@@ -25,19 +24,18 @@ def restart_count(environ: Mapping[str, str] = os.environ) -> int:
     return max(int(environ.get(name) or 0) for name in RESTART_COUNT_VARIABLES)
 
 
-def resume_after_restart(resume: Optional[str], work_dir: str,
+def resume_after_restart(resume: Optional[str], latest: Optional[str],
                          environ: Mapping[str, str] = os.environ) -> Optional[str]:
     """``--resume``'s value for this start: ``resume`` (None, 'auto' or a checkpoint) at the
-    first start, 'auto' (the newest checkpoint in ``work_dir``) at a restart.
-
-    A restart that finds no checkpoint in ``work_dir`` (the run died before its first save)
-    starts as the first start did.
+    first start, 'auto' at a restart; ``latest`` is the newest checkpoint of the work
+    directory. A restart that finds none (the run died before its first save) starts as the
+    first start did.
     """
     restarts = restart_count(environ)
-    if restarts == 0 or find_latest_checkpoint(work_dir) is None:
+    if restarts == 0 or latest is None:
         return resume
-    print_log(f'restart {restarts} of this run: resuming from the newest checkpoint in '
-              f'{work_dir}', logger='current', level=logging.WARNING)
+    print_log(f'restart {restarts} of this run: resuming from the newest checkpoint, {latest}',
+              logger='current', level=logging.WARNING)
     return 'auto'
 
 

@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 from helpers import REPO_ROOT, free_port
+from mmengine.config import Config
 
+from cvt_mm.engine import apply_resume
 from cvt_mm.engine.elastic import restart_count, resume_after_restart
 
 
@@ -22,14 +24,23 @@ def test_a_restart_resumes_from_the_work_dir(tmp_path):
     first_start = {'TORCHELASTIC_RESTART_COUNT': '0'}
     restart = {'TORCHELASTIC_RESTART_COUNT': '1'}
     # Nothing saved yet: a restart starts as the first start did.
-    assert resume_after_restart(None, str(tmp_path), restart) is None
-    assert resume_after_restart('other/epoch_3.pth', str(tmp_path), restart) == 'other/epoch_3.pth'
+    assert resume_after_restart(None, None, restart) is None
+    assert resume_after_restart('other/epoch_3.pth', None, restart) == 'other/epoch_3.pth'
+    for resume in (None, 'auto', 'other/epoch_3.pth'):
+        assert resume_after_restart(resume, 'work/epoch_1.pth', first_start) == resume
+        assert resume_after_restart(resume, 'work/epoch_1.pth', restart) == 'auto'
+    assert resume_after_restart(None, 'work/epoch_1.pth', {'SLURM_RESTART_COUNT': '1'}) == 'auto'
+
+
+def test_apply_resume_at_a_restart(tmp_path, monkeypatch):
+    cfg = Config(dict(work_dir=str(tmp_path)))
+    monkeypatch.setenv('TORCHELASTIC_RESTART_COUNT', '1')
+    apply_resume(cfg, None)
+    assert not cfg.get('resume')  # nothing to resume from
     (tmp_path / 'epoch_1.pth').write_bytes(b'')
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_1.pth'))
-    for resume in (None, 'auto', 'other/epoch_3.pth'):
-        assert resume_after_restart(resume, str(tmp_path), first_start) == resume
-        assert resume_after_restart(resume, str(tmp_path), restart) == 'auto'
-    assert resume_after_restart(None, str(tmp_path), {'SLURM_RESTART_COUNT': '1'}) == 'auto'
+    apply_resume(cfg, 'other/epoch_3.pth')
+    assert cfg.resume and cfg.load_from == str(tmp_path / 'epoch_1.pth')
 
 
 def test_a_restarted_group_meets_in_keys_of_its_own(tmp_path):

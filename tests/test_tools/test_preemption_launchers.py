@@ -29,13 +29,14 @@ def launcher_env(**variables) -> dict:
 
 
 def detection_config(root: Path, num_train: int, max_epochs: int):
-    """The toy Mask R-CNN on ``num_train`` images, one per process and iteration, without
-    validation (only the weights are compared)."""
+    """The toy Mask R-CNN on ``num_train`` images, one per process and iteration, seeded,
+    without validation (only the weights are compared)."""
     toy_shapes.make_coco(root / 'coco', num_train=num_train, num_val=2,
                          image_size=TOY_IMAGE_SIZE, seed=0)
     cfg = toy_config(load_repo_config('cvt13_maskrcnn_coco.py'), root)
     cfg.train_dataloader.batch_size = 1
     cfg.train_cfg.update(max_epochs=max_epochs, val_interval=max_epochs + 1)
+    cfg.randomness = dict(seed=0, deterministic=True)
     return cfg
 
 
