@@ -3,6 +3,8 @@ path). Reference models and the tiny arch are in ``cvt_mm.testing``."""
 import copy
 import importlib
 import logging
+import socket
+import uuid
 from pathlib import Path
 
 from mmengine.config import Config
@@ -24,6 +26,13 @@ TOY_NUM_TRAIN, TOY_NUM_VAL = 2, 2
 # every pipeline size by these factors, keeping the pipelines' structure intact. UperNet's
 # 512-channel fusion convs at stride 4 dominate its cost, hence its 64-px crops.
 TOY_SIZE_FACTOR = {'mmdet': TOY_IMAGE_SIZE / 800, 'mmseg': 64 / 512}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a launcher's rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 def tiny_dense_backbone(**kwargs) -> CvT:

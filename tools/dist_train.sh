@@ -10,7 +10,11 @@
 #
 # Environment: NNODES (default 1), NODE_RANK (default 0), MASTER_ADDR (default 127.0.0.1), PORT
 # (one machine: a free port by default; several: required), PYTHON (default: python),
-# OMP_NUM_THREADS (torchrun sets 1 per process unless given: on CPU set it to cores / N).
+# OMP_NUM_THREADS (torchrun sets 1 per process unless given: on CPU set it to cores / N),
+# MAX_RESTARTS (default 3): when a process dies, torchrun stops the others and starts the group
+# again, up to this many times; the restarted processes resume from the newest checkpoint in the
+# work directory by themselves (cvt_mm/engine/elastic.py). MAX_RESTARTS=0: the first death ends
+# the run.
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
@@ -24,6 +28,7 @@ PYTHON="${PYTHON:-python}"
 NNODES="${NNODES:-1}"
 NODE_RANK="${NODE_RANK:-0}"
 MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
+MAX_RESTARTS="${MAX_RESTARTS:-3}"
 if [[ -z "${PORT:-}" ]]; then
   if [[ "$NNODES" -gt 1 ]]; then
     echo "$0: NNODES=$NNODES: set PORT to the same free port on every machine" >&2
@@ -36,5 +41,5 @@ TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 exec "$PYTHON" -m torch.distributed.run \
   --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-  --master_port="$PORT" --nproc_per_node="$NUM_PROCESSES" \
+  --master_port="$PORT" --nproc_per_node="$NUM_PROCESSES" --max-restarts="$MAX_RESTARTS" \
   "$TOOLS_DIR/train.py" "$CONFIG" --launcher pytorch "$@"

@@ -3,21 +3,27 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm]
-        [--amp [float16|bfloat16]]
+        [--amp [float16|bfloat16]] [--preempt-signals TERM,USR1]
 
 The task library comes from the config's default_scope. Several processes or machines (also on
-CPU): tools/dist_train.sh, tools/slurm_train.sh. Checkpoints carry the random states and are
-written atomically, so that --resume continues exactly where the run stopped (docs/long_runs.md).
+CPU): tools/dist_train.sh, tools/slurm_train.sh. Checkpoints hold the exact position and are
+written atomically, so that --resume continues exactly where the run stopped, also inside an
+epoch. On a preemption signal (SIGTERM, SIGUSR1) every process stops after the same iteration,
+saves it and exits with status 75; a second signal exits at once (docs/long_runs.md).
 """
 import argparse
+import sys
 
 from _cli import add_runner_arguments, parse_runner_args, quiet_runner_logger
 
 from cvt_mm.engine import (
+    PREEMPTED_EXIT_STATUS,
+    Preempted,
     apply_resume,
     build_runner,
     enable_amp,
     enable_faithful_resume,
+    enable_preemption,
     end_worker_process,
     load_config,
     shutdown_distributed,
@@ -32,11 +38,16 @@ def parse_args(argv=None):
     parser.add_argument(
         '--resume', nargs='?', const='auto', metavar='CHECKPOINT',
         help='resume from CHECKPOINT, or without a value from the latest checkpoint in the '
-        'work directory')
+        'work directory (starting from the beginning when there is none)')
     parser.add_argument(
         '--amp', nargs='?', const='float16', choices=('float16', 'bfloat16'),
         help='mixed precision training (needs a GPU): float16 with dynamic loss scaling (the '
         'default), or bfloat16, whose float32-wide exponent does not overflow')
+    parser.add_argument(
+        '--preempt-signals', metavar='SIGNALS',
+        help='comma-separated signals that save the position and exit with status '
+        f'{PREEMPTED_EXIT_STATUS} (default: the config\'s PreemptionHook, else TERM,USR1; '
+        '"none": off)')
     return parse_runner_args(parser, argv)
 
 
@@ -46,11 +57,18 @@ def main(argv=None):
     if args.amp:
         enable_amp(cfg, dtype=args.amp)
     enable_faithful_resume(cfg)
+    enable_preemption(cfg, args.preempt_signals)
     apply_resume(cfg, args.resume)
-    quiet_runner_logger(build_runner(cfg)).train()
+    status = 0
+    try:
+        quiet_runner_logger(build_runner(cfg)).train()
+    except Preempted as stop:
+        print(f'preempted: {stop}', file=sys.stderr, flush=True)
+        status = PREEMPTED_EXIT_STATUS
     if shutdown_distributed():
-        end_worker_process()
+        end_worker_process(status)
+    return status
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -5,6 +5,7 @@ from .config import (
     apply_resume,
     enable_amp,
     enable_visualization,
+    latest_checkpoint,
     load_config,
     task_scope,
 )
@@ -17,6 +18,7 @@ from .distributed import (
 )
 from .fsdp import cvt_block_wrap_policy
 from .hooks import NonFiniteLossGuardHook
+from .preemption import PREEMPTED_EXIT_STATUS, Preempted, PreemptionHook, enable_preemption
 from .resume import AtomicLocalBackend, FaithfulResumeHook, enable_faithful_resume
 from .runner import build_runner, register_task_modules
 from .safe_loading import allow_runner_checkpoints
@@ -26,4 +28,5 @@ __all__ = ['TASK_SCOPES', 'allow_runner_checkpoints', 'apply_resume', 'build_run
            'replace_sync_bn', 'setup_cpu_distributed', 'task_scope', 'shutdown_distributed',
            'slurm_environment', 'AtomicLocalBackend', 'FaithfulResumeHook',
            'enable_faithful_resume', 'cvt_block_wrap_policy']
-__all__ += ['NonFiniteLossGuardHook', 'end_worker_process']
+__all__ += ['NonFiniteLossGuardHook', 'end_worker_process', 'latest_checkpoint',
+            'PREEMPTED_EXIT_STATUS', 'Preempted', 'PreemptionHook', 'enable_preemption']

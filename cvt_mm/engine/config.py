@@ -3,6 +3,7 @@
 The task library is read from the config's ``default_scope`` ('mmpretrain', 'mmdet' or
 'mmseg'), as the libraries' own tools get it from their configs.
 """
+import glob
 import logging
 import os.path as osp
 from typing import Optional
@@ -10,6 +11,8 @@ from typing import Optional
 from mmengine.config import Config
 from mmengine.device import is_cuda_available, is_mlu_available, is_musa_available, is_npu_available
 from mmengine.logging import print_log
+
+from .elastic import resume_after_restart
 
 TASK_SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
 
@@ -71,11 +74,39 @@ def enable_amp(cfg: Config, dtype: str = 'float16') -> None:
 
 
 def apply_resume(cfg: Config, resume: Optional[str]) -> None:
-    """``'auto'``: the latest checkpoint in the work directory; a path: that checkpoint."""
+    """``'auto'``: the latest checkpoint in the work directory, or, when it holds none, a
+    fresh start; a path: that checkpoint.
+
+    A process that torchrun restarted, or a requeued Slurm job, resumes from the latest
+    checkpoint in the work directory (:func:`~cvt_mm.engine.elastic.resume_after_restart`).
+    """
+    resume = resume_after_restart(resume, latest_checkpoint(cfg.work_dir))
     if resume is None:
         return
     cfg.resume = True
     cfg.load_from = None if resume == 'auto' else resume
+    if resume != 'auto' or not cfg.get('work_dir'):
+        return
+    latest = latest_checkpoint(cfg.work_dir)
+    if latest is None:
+        print_log(f'--resume: no checkpoint in {cfg.work_dir}; training starts from the '
+                  'beginning', logger='current', level=logging.WARNING)
+        cfg.resume = False
+    else:
+        cfg.load_from = latest
+
+
+def latest_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``last_checkpoint`` in ``work_dir`` names; if that file is missing or
+    names no file, the newest ``*.pth`` of ``work_dir``; None when there is none."""
+    named = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(named):
+        with open(named) as stream:
+            path = stream.read().strip()
+        if path and (osp.isfile(path) or '://' in path):  # remote backends: trust the name
+            return path
+    candidates = glob.glob(osp.join(work_dir, '*.pth'))
+    return max(candidates, key=osp.getmtime) if candidates else None
 
 
 def enable_visualization(cfg: Config, show_dir: str) -> None:

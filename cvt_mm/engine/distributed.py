@@ -18,6 +18,8 @@ import torch.distributed as dist
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
+from .elastic import init_process_group
+
 
 def replace_sync_bn(node) -> int:
     """Turn every ``type='SyncBN'`` in a config tree into ``'BN'`` (in place); returns the count.
@@ -83,7 +85,7 @@ def setup_cpu_distributed(cfg: Config) -> bool:
     if launcher == 'slurm':
         os.environ.update(slurm_environment())
     if not dist.is_initialized():
-        dist.init_process_group(backend='gloo')
+        init_process_group('gloo')
     strategy = cfg.get('strategy')
     if strategy is not None:  # FlexibleRunner: the strategy wraps the model
         wrapper = strategy.setdefault('model_wrapper', ConfigDict())
@@ -121,9 +123,9 @@ def shutdown_distributed() -> bool:
     return True
 
 
-def end_worker_process() -> NoReturn:
+def end_worker_process(status: int = 0) -> NoReturn:
     """End a distributed worker that has left its group (:func:`shutdown_distributed`): the
-    interpreter's exit handlers run (logging's flush among them), then ``os._exit(0)``.
+    interpreter's exit handlers run (logging's flush among them), then ``os._exit(status)``.
 
     FSDP's units stay referenced from outside Python after the Runner is gone, and with them the
     gloo group and its threads; their teardown during interpreter finalization can abort the
@@ -133,4 +135,4 @@ def end_worker_process() -> NoReturn:
     atexit._run_exitfuncs()  # what a normal exit runs before finalization
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(status)

@@ -1,136 +1,86 @@
-"""Resuming a run so that it ends where the uninterrupted run would have, bit for bit.
+"""Resuming a run so that it ends where the uninterrupted run would have, bit for bit, from
+a checkpoint taken at any iteration.
 
 mmengine's Runner checkpoints restore the weights, the optimizer, the schedulers and the
 iteration counters, but not the random number generators that data augmentation, dropout and
-stochastic depth draw from, so a resumed run takes other random decisions than the run it
-continues. Two additions close the gap:
+stochastic depth draw from, nor those of dataloader workers; and its epoch-based loop restarts
+a resumed epoch. Here every random draw of training is a function of the run's seed and the
+position, so that the position is all a checkpoint needs to hold:
 
-* :class:`FaithfulResumeHook` stores the states of Python's ``random``, numpy's global
-  generator and torch's CPU and CUDA generators in every checkpoint it sees saved, and puts them
-  back at the point where training continues: before the next epoch (epoch-based loops), or
-  before the next batch is fetched (iteration-based loops, after mmengine has advanced the
-  dataloader past the batches already trained on). It restores them at that same point in the
-  uninterrupted run too, so whatever runs between a save and that point (a validation pass,
-  say, which draws a dataloader seed) cannot make the two runs differ.
+* :class:`FaithfulResumeHook` seeds Python's ``random``, numpy's global generator and torch's
+  generators from (seed, iteration) before every training iteration (the model's draws:
+  dropout, stochastic depth, mmdet's RoI samplers, batch augmentations in the data
+  preprocessor), and keeps the sampler's seed in every checkpoint.
+* The data pipeline's draws are seeded per sample from its position in the sampler's stream
+  (:class:`cvt_mm.engine.loops.SampleSeededDataset`), whichever worker loads it.
+* The loops of :mod:`cvt_mm.engine.loops` resume at the exact batch, inside an epoch too,
+  skipping the batches already trained on without loading them.
 * :class:`AtomicLocalBackend` (``backend_args=dict(backend='atomic_local')``) writes every file
   to a temporary name and renames it into place, so a process killed while writing a
-  checkpoint, or ``last_checkpoint``, leaves the previous complete one to resume from.
+  checkpoint leaves the previous complete one to resume from.
 
-Bit-identical results also need ``randomness=dict(seed=..., deterministic=True)`` and
-``num_workers=0`` (dataloader workers keep their own generators, which a checkpoint cannot
-capture); :func:`enable_faithful_resume` sets up both additions in a config.
+Bit-identical results also need ``randomness=dict(seed=..., deterministic=True)``;
+:func:`enable_faithful_resume` sets up everything else in a config.
 """
+import logging
 import os
-import random
 import tempfile
-from typing import Optional, Union
+from typing import Union
 
-import numpy as np
-import torch
 from mmengine.config import Config
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.registry import HOOKS
-from mmengine.runner import IterBasedTrainLoop
 
-RANDOM_STATES_KEY = 'random_states'
+from .loops import use_resumable_loops
+from .random_states import capture_random_states, restore_random_states, seed_random_states
 
-
-def capture_random_states() -> dict:
-    """The states of every global generator training draws from."""
-    states = dict(python=random.getstate(), numpy=np.random.get_state(),
-                  torch=torch.get_rng_state())
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states['cuda'] = torch.cuda.get_rng_state_all()
-    return states
+__all__ = ['AtomicLocalBackend', 'FaithfulResumeHook', 'capture_random_states',
+           'enable_faithful_resume', 'restore_random_states']
+SAMPLER_SEED_KEY = 'sampler_seed'
 
 
-def restore_random_states(states: dict) -> None:
-    """Put back what :func:`capture_random_states` captured."""
-    random.setstate(states['python'])
-    np.random.set_state(states['numpy'])
-    torch.set_rng_state(states['torch'])
-    if 'cuda' in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states['cuda'])
-
-
-class _RestoringIterator:
-    """Wraps an iteration-based loop's dataloader iterator and restores given random states
-    just before a given fetch (counted from 0 over this process's fetches)."""
-
-    def __init__(self, iterator):
-        self.iterator = iterator
-        self.fetched = 0
-        self.pending = None  # (fetch index, states)
-
-    def restore_before(self, fetch_index: int, states: dict) -> None:
-        self.pending = (fetch_index, states)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self.pending is not None and self.pending[0] == self.fetched:
-            restore_random_states(self.pending[1])
-            self.pending = None
-        self.fetched += 1
-        return next(self.iterator)
+def train_sampler(runner):
+    """The sampler of the train dataloader (behind a batch sampler, if it has one)."""
+    loader = runner.train_dataloader
+    batch_sampler = getattr(loader, 'batch_sampler', None)
+    return getattr(batch_sampler, 'sampler', None) or loader.sampler
 
 
 @HOOKS.register_module()
 class FaithfulResumeHook(Hook):
-    """Save the random states with each checkpoint and restore them where training continues.
+    """Seed the global generators from the position before every iteration; keep the
+    sampler's seed across a resume.
 
     Registered in mmengine's root registry, so configs of any scope can list it in
-    ``custom_hooks`` (:func:`enable_faithful_resume` does). A checkpoint loaded with
-    ``load_from`` (fine-tuning, not resuming) leaves the random states alone.
+    ``custom_hooks`` (:func:`enable_faithful_resume` does). The seed of iteration ``i`` comes
+    from (``runner.seed``, ``i``): with ``randomness.diff_rank_seed`` the ranks differ, as in
+    mmengine. mmengine builds the sampler before it loads a checkpoint, so a run without
+    ``randomness.seed`` (a random one) would resume with another data order: the sampler
+    gets the checkpoint's seed back. A checkpoint loaded with ``load_from`` (fine-tuning, not
+    resuming) changes nothing.
     """
 
-    priority = 'VERY_LOW'
+    priority = 'VERY_HIGH'  # before any other hook of an iteration draws
 
-    def __init__(self) -> None:
-        # (states, index of the fetch to restore them before) for the next continuation point.
-        self._pending: Optional[tuple] = None
-        self._iterator: Optional[_RestoringIterator] = None
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        seed_random_states((runner.seed, runner.iter))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        states = capture_random_states()
-        checkpoint[RANDOM_STATES_KEY] = states
-        # meta['iter'] is the number of iterations done, i.e. of batches fetched so far.
-        self._schedule(states, checkpoint['meta']['iter'])
+        seed = getattr(train_sampler(runner), 'seed', None)
+        if seed is not None:
+            checkpoint['meta'][SAMPLER_SEED_KEY] = int(seed)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if not getattr(runner, '_resume', False):
             return
-        states = checkpoint.get(RANDOM_STATES_KEY)
-        if states is None:
-            runner.logger.warning('the checkpoint holds no random states (written without '
-                                  'FaithfulResumeHook): the resumed run will draw other '
-                                  'random numbers than the original one')
-            return
-        self._schedule(states, checkpoint['meta']['iter'])
-
-    def _schedule(self, states: dict, fetch_index: int) -> None:
-        if self._iterator is not None:
-            self._iterator.restore_before(fetch_index, states)
-        else:
-            self._pending = (states, fetch_index)
-
-    def before_train(self, runner) -> None:
-        loop = runner.train_loop
-        if isinstance(loop, IterBasedTrainLoop):
-            # Installed before the first fetch, so that fetches are counted from the start;
-            # mmengine's resume advances this same iterator past the batches already done.
-            self._iterator = _RestoringIterator(loop.dataloader_iterator)
-            loop.dataloader_iterator = self._iterator
-            if self._pending is not None:
-                self._iterator.restore_before(self._pending[1], self._pending[0])
-                self._pending = None
-
-    def before_train_epoch(self, runner) -> None:
-        if self._iterator is None and self._pending is not None:
-            restore_random_states(self._pending[0])
-            self._pending = None
+        sampler = train_sampler(runner)
+        seed = checkpoint['meta'].get(SAMPLER_SEED_KEY)
+        if seed is not None and getattr(sampler, 'seed', seed) != seed:
+            print_log(f'the train sampler continues with the seed of the checkpoint ({seed}), '
+                      f'not {sampler.seed}', logger='current', level=logging.WARNING)
+            sampler.seed = seed
 
 
 class AtomicLocalBackend(LocalBackend):
@@ -169,10 +119,13 @@ register_backend('atomic_local', AtomicLocalBackend, force=True)
 
 
 def enable_faithful_resume(cfg: Union[Config, dict]) -> None:
-    """Add :class:`FaithfulResumeHook` and atomic checkpoint writes to a config (in place).
+    """Make a config's runs resume bit for bit, inside an epoch too (in place).
 
-    The checkpoint hook keeps any storage backend the config chose; only the default (local
-    files) becomes :class:`AtomicLocalBackend`.
+    Adds :class:`FaithfulResumeHook`; switches mmengine's train loops to the resumable ones
+    and the train dataloader to :class:`~cvt_mm.engine.loops.ResumableBatchSampler` and
+    :class:`~cvt_mm.engine.loops.SampleSeededDataset` (a custom train loop stays, with a
+    warning: it resumes as it does); writes checkpoints through :class:`AtomicLocalBackend`
+    unless the config chose another storage backend.
     """
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(hook.get('type') in ('FaithfulResumeHook', FaithfulResumeHook)
@@ -182,3 +135,7 @@ def enable_faithful_resume(cfg: Union[Config, dict]) -> None:
     checkpoint_hook = cfg.get('default_hooks', {}).get('checkpoint')
     if checkpoint_hook is not None and not checkpoint_hook.get('backend_args'):
         checkpoint_hook['backend_args'] = dict(backend='atomic_local')
+    for left in use_resumable_loops(cfg):
+        print_log(f'{left}: kept; its runs resume as it resumes (mid-epoch resume and '
+                  'per-sample seeding need the loops and batch sampler of '
+                  'cvt_mm.engine.loops)', logger='current', level=logging.WARNING)

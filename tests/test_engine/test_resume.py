@@ -1,118 +1,149 @@
-"""Resumed runs end bit-identical to uninterrupted ones, and a killed run resumes.
+"""Resumed runs end bit-identical to uninterrupted ones, with dataloader workers, and a killed
+run resumes from a complete checkpoint.
 
-Real runs of tools/train.py on toy data: the tiny Mask R-CNN (epoch-based loop) and the tiny
-UperNet (iteration-based loop, resumed mid-schedule), seed 0, deterministic, no dataloader
-workers.
+Real runs of tools/train.py on toy data: the tiny Mask R-CNN (epoch loop, 2 persistent
+workers) and the tiny UperNet (iteration loop, 2 workers started afresh each pass), seed 0,
+deterministic. The kills are real SIGKILLs at chosen points: while a chosen checkpoint is
+half written (a storage backend that kills its own process there) and as a chosen iteration
+starts (PreemptionDrillHook).
 """
 import os
 import random
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import torch
-from helpers import TOOLS_DIR, load_repo_config, make_toy_datasets, toy_config
+from checkpoint_faults import DIE_WRITING
 from mmengine.config import Config
+from resume_runs import (
+    add_hook,
+    detection_config,
+    dump,
+    last_checkpoint,
+    load,
+    make_data,
+    max_difference,
+    segmentation_config,
+    train,
+)
+from torch.utils.data import DataLoader, SequentialSampler
 
 from cvt_mm.engine import AtomicLocalBackend, enable_faithful_resume
+from cvt_mm.engine.loops import ResumableBatchSampler, SampleSeededDataset
 from cvt_mm.engine.resume import capture_random_states, restore_random_states
 
-DETERMINISTIC = ['randomness.seed=0', 'randomness.deterministic=True']
+DETECTION = dict(batch_size=2, max_epochs=2)  # 6 images: 3 iterations an epoch
+SEGMENTATION = dict(batch_size=2, max_iters=6, checkpoint_interval=2)
 
 
 @pytest.fixture(scope='module')
-def configs(tmp_path_factory):
+def runs(tmp_path_factory):
+    """Configs and uninterrupted work directories."""
     root = tmp_path_factory.mktemp('resume')
-    data_root = make_toy_datasets(root / 'data')
-    paths = {}
-    for scope, name in (('mmdet', 'cvt13_maskrcnn_coco.py'),
-                        ('mmseg', 'cvt13_upernet_ade20k.py')):
-        cfg = toy_config(load_repo_config(name), data_root)
-        if scope == 'mmdet':
-            # One image per iteration: two iterations an epoch, two epochs, no validation.
-            cfg.train_dataloader.batch_size = 1
-            cfg.train_cfg.update(max_epochs=2, val_interval=100)
-        else:
-            cfg.train_cfg.update(max_iters=4, val_interval=100)
-            cfg.default_hooks.checkpoint.update(interval=2, by_epoch=False)
-        paths[scope] = root / f'{scope}.py'
-        cfg.dump(paths[scope])
-    return paths
+    data_root = make_data(root / 'data', num_train=6)
+    configs = dict(detection=detection_config(data_root, **DETECTION),
+                   segmentation=segmentation_config(data_root, **SEGMENTATION))
+    runs = {}
+    for name, cfg in configs.items():
+        config = dump(cfg, root / f'{name}.py')
+        train(config, root / name)
+        runs[name] = (config, root / name)
+    return runs
 
 
-def train(config, work_dir, *resume):
-    """tools/train.py CONFIG --work-dir WORK_DIR [--resume [CHECKPOINT]], deterministic."""
-    result = subprocess.run(
-        [sys.executable, str(TOOLS_DIR / 'train.py'), str(config), '--work-dir', str(work_dir),
-         *resume, '--cfg-options', *DETERMINISTIC],
-        capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'), timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
-def weights(path):
-    return torch.load(path, map_location='cpu', weights_only=True)['state_dict']
-
-
-def max_difference(first, second):
-    assert first.keys() == second.keys()
-    return max((first[key].double() - second[key].double()).abs().max().item()
-               for key in first if first[key].is_floating_point())
-
-
-@pytest.mark.parametrize('scope, first, last', [('mmdet', 'epoch_1.pth', 'epoch_2.pth'),
-                                                ('mmseg', 'iter_2.pth', 'iter_4.pth')])
-def test_resumed_run_ends_bit_identical(configs, tmp_path, scope, first, last):
-    uninterrupted = tmp_path / 'uninterrupted'
-    train(configs[scope], uninterrupted)
-    assert 'random_states' in torch.load(uninterrupted / first, map_location='cpu',
-                                         weights_only=True)
+@pytest.mark.parametrize('name, first, last', [('detection', 'epoch_1.pth', 'epoch_2.pth'),
+                                               ('segmentation', 'iter_2.pth', 'iter_6.pth')])
+def test_resumed_run_ends_bit_identical(runs, tmp_path, name, first, last):
+    config, uninterrupted = runs[name]
     resumed = tmp_path / 'resumed'
-    output = train(configs[scope], resumed, '--resume', str(uninterrupted / first))
+    output = train(config, resumed, '--resume', str(uninterrupted / first))
     assert 'resumed' in output.lower()
     assert not (resumed / first).exists()  # it continued, it did not start again
-    assert max_difference(weights(uninterrupted / last), weights(resumed / last)) == 0.0
+    assert max_difference(uninterrupted / last, resumed / last) == 0.0
 
 
-def test_killed_run_resumes_from_a_complete_checkpoint(configs, tmp_path):
-    """SIGKILL at a random moment, once in the middle of writing a checkpoint."""
-    config = tmp_path / 'long.py'
-    cfg = Config.fromfile(configs['mmseg'])
-    cfg.train_cfg.max_iters = 12
-    cfg.default_hooks.checkpoint.interval = 1
-    cfg.dump(config)
+def test_killed_run_resumes_from_a_complete_checkpoint(runs, tmp_path):
+    """SIGKILL while iter_4.pth is half written, then as iteration 5 starts; resumed twice,
+    the run ends as the uninterrupted one."""
+    config, uninterrupted = runs['segmentation']
+    cfg = Config.fromfile(config)
+    cfg.custom_imports = dict(imports=['cvt_mm', 'checkpoint_faults'],
+                              allow_failed_imports=False)
+    cfg.default_hooks.checkpoint.update(interval=1,
+                                        backend_args=dict(backend='dying_atomic_local'))
     work_dir = tmp_path / 'work'
-    command = [sys.executable, str(TOOLS_DIR / 'train.py'), str(config), '--work-dir',
-               str(work_dir), '--cfg-options', *DETERMINISTIC]
-    env = dict(os.environ, OMP_NUM_THREADS='1')
 
-    # First kill: as soon as a checkpoint is being written (its temporary file exists).
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if any(work_dir.glob('.iter_*.pth.*.tmp')):
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.0005)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
+    os.environ[DIE_WRITING] = 'iter_4.pth'
+    try:
+        train(dump(cfg, tmp_path / 'dies_writing.py'), work_dir, expect=-9)
+    finally:
+        del os.environ[DIE_WRITING]
+    assert (work_dir / '.iter_4.pth.dying.tmp').is_file()  # the kill landed mid-write
+    assert not (work_dir / 'iter_4.pth').exists()
+    assert last_checkpoint(work_dir) == 'iter_3.pth'
 
-    # Second kill: at a random moment of the resumed run.
-    process = subprocess.Popen(command + ['--resume'], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    time.sleep(random.Random(0).uniform(4, 9))
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    killed = add_hook(cfg.copy(), type='PreemptionDrillHook', iteration=5, signal='SIGKILL')
+    train(dump(killed, tmp_path / 'killed.py'), work_dir, '--resume', expect=-9)
+    assert (work_dir / 'iter_4.pth').is_file() and not (work_dir / 'iter_5.pth').exists()
+    assert last_checkpoint(work_dir) == 'iter_4.pth'
 
-    output = train(config, work_dir, '--resume')
-    assert (work_dir / 'iter_12.pth').is_file(), output[-3000:]
-    # Everything that carries a checkpoint's name is complete.
-    for path in work_dir.glob('iter_*.pth'):
-        assert 'state_dict' in torch.load(path, map_location='cpu', weights_only=True)
+    train(dump(cfg, tmp_path / 'resumed.py'), work_dir, '--resume')
+    for path in work_dir.glob('iter_*.pth'):  # everything under a checkpoint's name loads
+        assert 'state_dict' in load(path)
+    assert max_difference(uninterrupted / 'iter_6.pth', work_dir / 'iter_6.pth') == 0.0
+
+
+class LoadCounter:
+    """A data set that records the indices it loads and returns a draw of each generator."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.loaded = []
+
+    def __len__(self):
+        return self.size
+
+    def __getitem__(self, index):
+        self.loaded.append(index)
+        return index, random.random(), np.random.rand(), torch.rand(1).item()
+
+
+def test_skipped_batches_are_not_loaded():
+    dataset = LoadCounter(10)
+    batch_sampler = ResumableBatchSampler(SequentialSampler(dataset), batch_size=3)
+    loader = DataLoader(SampleSeededDataset(dataset), batch_sampler=batch_sampler,
+                        collate_fn=list)
+    everything = list(loader)
+    dataset.loaded.clear()
+    batch_sampler.skip_next(2)
+    assert list(loader) == everything[2:]  # the same samples, the same random draws
+    assert dataset.loaded == [6, 7, 8, 9]
+    assert len(loader) == 4  # an epoch keeps its length
+    assert list(loader) == everything  # the skip was for one pass
+
+
+@pytest.mark.parametrize('num_workers, persistent_workers', [(2, False), (2, True)])
+def test_pipeline_draws_do_not_depend_on_the_workers(num_workers, persistent_workers):
+    def draws(**workers):
+        dataset = SampleSeededDataset(LoadCounter(8))
+        loader = DataLoader(dataset, batch_sampler=ResumableBatchSampler(
+            SequentialSampler(dataset), batch_size=2), collate_fn=list, **workers)
+        return [list(loader) for _ in range(2)]
+
+    in_process = draws(num_workers=0)
+    assert in_process[0] == in_process[1]  # position (seed, rank, epoch, batch, slot) alike
+    assert len({sample[1] for batch in in_process[0] for sample in batch}) == 8
+    assert draws(num_workers=num_workers, persistent_workers=persistent_workers) == in_process
+
+
+def test_seeded_sample_restores_the_callers_generators():
+    dataset = SampleSeededDataset(LoadCounter(2))
+    states = capture_random_states()
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    restore_random_states(states)
+    first = dataset[(1, (0, 0, 0, 0, 1))]
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+    assert dataset[(1, (0, 0, 0, 0, 1))] == first != dataset[(1, (0, 0, 0, 1, 1))]
 
 
 def test_random_states_round_trip():
@@ -148,3 +179,24 @@ def test_enable_faithful_resume_keeps_a_chosen_storage_backend():
         type='CheckpointHook', backend_args=dict(backend='petrel')))))
     enable_faithful_resume(s3)
     assert s3.default_hooks.checkpoint.backend_args == dict(backend='petrel')
+
+
+@pytest.mark.parametrize('train_cfg, loop', [
+    (dict(type='EpochBasedTrainLoop', max_epochs=12), 'ResumableEpochBasedTrainLoop'),
+    (dict(by_epoch=True, max_epochs=12), 'ResumableEpochBasedTrainLoop'),
+    (dict(type='IterBasedTrainLoop', max_iters=100), 'ResumableIterBasedTrainLoop'),
+    (dict(by_epoch=False, max_iters=100), 'ResumableIterBasedTrainLoop'),
+])
+def test_enable_faithful_resume_switches_loop_and_data_path(train_cfg, loop):
+    dataset = dict(type='CocoDataset', pipeline=[])
+    cfg = Config(dict(train_cfg=train_cfg, train_dataloader=dict(
+        batch_size=2, drop_last=True, dataset=dataset,
+        batch_sampler=dict(type='AspectRatioBatchSampler'))))
+    enable_faithful_resume(cfg)
+    enable_faithful_resume(cfg)  # idempotent
+    assert cfg.train_cfg.type == loop and 'by_epoch' not in cfg.train_cfg
+    loader = cfg.train_dataloader
+    assert loader.dataset == dict(type='SampleSeededDataset', dataset=dataset)
+    assert loader.batch_sampler == dict(type='ResumableBatchSampler', drop_last=True,
+                                        batch_sampler=dict(type='AspectRatioBatchSampler'))
+    assert 'drop_last' not in loader

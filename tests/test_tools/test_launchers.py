@@ -3,13 +3,12 @@ tools/slurm_train.sh through a real Slurm (the tests marked ``slurm``: `make slu
 local one, CI always does), both with gloo on CPU."""
 import os
 import re
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
-from helpers import TOOLS_DIR, load_repo_config, make_toy_datasets, toy_config
+from helpers import TOOLS_DIR, free_port, load_repo_config, make_toy_datasets, toy_config
 
 from cvt_mm.engine import slurm_environment
 
@@ -24,12 +23,6 @@ def detection_config(tmp_path_factory):
     path = root / 'detection.py'
     cfg.dump(path)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def assert_clean_two_process_run(output: str, returncode: int, work_dir):

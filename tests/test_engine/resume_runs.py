@@ -1,0 +1,128 @@
+"""Toy training runs of tools/train.py for test_resume.py and test_preemption.py (not a test
+module): small configs of the toy Mask R-CNN (epoch loop) and UperNet (iteration loop), the
+commands, and the comparisons of their checkpoints."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from helpers import CONFIG_DIR, TOOLS_DIR
+from mmengine.config import Config
+
+from cvt_mm.datasets import toy_shapes
+
+TEST_ENGINE_DIR = Path(__file__).resolve().parent
+DETERMINISTIC = ['randomness.seed=0', 'randomness.deterministic=True']
+IMAGE_SIZE = 64
+
+
+def make_data(root: Path, num_train: int) -> Path:
+    toy_shapes.make_coco(root / 'coco', num_train=num_train, num_val=1, image_size=IMAGE_SIZE,
+                         seed=0)
+    toy_shapes.make_ade(root / 'ade', num_train=num_train, num_val=1, image_size=IMAGE_SIZE,
+                        seed=0)
+    return root
+
+
+def without_validation(cfg: Config) -> None:
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
+
+
+def detection_config(data_root: Path, batch_size: int, max_epochs: int, num_workers: int = 2,
+                     persistent_workers: bool = True) -> Config:
+    """configs/toy/cvt_tiny_maskrcnn_toy.py from random weights on 64-px toy images."""
+    cfg = Config.fromfile(CONFIG_DIR / 'toy' / 'cvt_tiny_maskrcnn_toy.py')
+    cfg.model.backbone.init_cfg = None
+    loader = cfg.train_dataloader
+    loader.update(batch_size=batch_size, num_workers=num_workers,
+                  persistent_workers=persistent_workers)
+    loader.dataset.data_root = f'{data_root}/coco/'
+    for step in loader.dataset.pipeline:
+        if step['type'] == 'Resize':
+            step['scale'] = (IMAGE_SIZE, IMAGE_SIZE)
+    cfg.train_cfg.update(max_epochs=max_epochs)
+    cfg.default_hooks.checkpoint.update(interval=1, max_keep_ckpts=-1)
+    cfg.default_hooks.logger.interval = 1
+    without_validation(cfg)
+    return cfg
+
+
+def segmentation_config(data_root: Path, batch_size: int, max_iters: int,
+                        checkpoint_interval: int, num_workers: int = 2,
+                        persistent_workers: bool = False) -> Config:
+    """configs/toy/cvt_tiny_upernet_toy.py from random weights, 64-px crops (an
+    InfiniteSampler under an iteration loop)."""
+    cfg = Config.fromfile(CONFIG_DIR / 'toy' / 'cvt_tiny_upernet_toy.py')
+    cfg.model.backbone.init_cfg = None
+    size = (IMAGE_SIZE, IMAGE_SIZE)
+    cfg.model.data_preprocessor.size = size
+    loader = cfg.train_dataloader
+    loader.update(batch_size=batch_size, num_workers=num_workers,
+                  persistent_workers=persistent_workers)
+    loader.dataset.data_root = f'{data_root}/ade/ADEChallengeData2016'
+    for step in loader.dataset.pipeline:
+        if 'scale' in step:
+            step['scale'] = size
+        if 'crop_size' in step:
+            step['crop_size'] = size
+    cfg.train_cfg.update(max_iters=max_iters, val_interval=max_iters)
+    cfg.param_scheduler = [dict(type='PolyLR', eta_min=0.0, power=1.0, begin=0,
+                                end=max_iters, by_epoch=False)]
+    cfg.default_hooks.checkpoint.update(interval=checkpoint_interval, by_epoch=False,
+                                        max_keep_ckpts=-1)
+    cfg.default_hooks.logger.interval = 1
+    without_validation(cfg)
+    return cfg
+
+
+def add_hook(cfg: Config, **hook) -> Config:
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [hook]
+    return cfg
+
+
+def dump(cfg: Config, path: Path) -> Path:
+    cfg.dump(path)
+    return path
+
+
+def train_env() -> dict:
+    paths = [str(TEST_ENGINE_DIR)] + [p for p in [os.environ.get('PYTHONPATH')] if p]
+    return dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable,
+                PYTHONPATH=os.pathsep.join(paths))
+
+
+def train(config: Path, work_dir: Path, *args: str, processes: int = 1,
+          expect: int = 0) -> str:
+    """tools/train.py (or tools/dist_train.sh with ``processes``) CONFIG --work-dir WORK_DIR
+    ARGS, deterministic; asserts the exit status ``expect``; returns the output."""
+    train_args = [str(config), '--work-dir', str(work_dir), *args, '--cfg-options',
+                  *DETERMINISTIC]
+    if processes == 1:
+        command = [sys.executable, str(TOOLS_DIR / 'train.py'), *train_args]
+    else:
+        command = ['bash', str(TOOLS_DIR / 'dist_train.sh'), train_args[0], str(processes),
+                   *train_args[1:]]
+    result = subprocess.run(command, capture_output=True, text=True, env=train_env(),
+                            timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == expect, f'exit status {result.returncode}\n' + output[-5000:]
+    return output
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def max_difference(first: Path, second: Path) -> float:
+    """The largest absolute difference between the floating-point weights of two
+    checkpoints."""
+    first, second = load(first)['state_dict'], load(second)['state_dict']
+    assert first.keys() == second.keys()
+    return max((first[key].double() - second[key].double()).abs().max().item()
+               for key in first if first[key].is_floating_point())
+
+
+def last_checkpoint(work_dir: Path) -> str:
+    return Path((work_dir / 'last_checkpoint').read_text().strip()).name

@@ -1,0 +1,233 @@
+"""Runs that outlive their processes, each ending with the weights of an uninterrupted run:
+tools/dist_train.sh, whose torchrun restarts a worker group after a worker is killed, and
+tools/slurm_submit.sh, whose job is warned by the real local Slurm, requeues itself and resumes.
+The faults come at a known iteration (tests/launcher_faults.py)."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import REPO_ROOT, TOOLS_DIR, TOY_IMAGE_SIZE, load_repo_config, toy_config
+
+from cvt_mm.datasets import toy_shapes
+
+TIMEOUT = 600  # seconds; a test on 2 idle cores takes well under 90
+
+
+def launcher_env(**variables) -> dict:
+    """The environment of the launched runs: this interpreter, this checkout and the fault hooks
+    (tests/) on the path, one thread per process."""
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), str(REPO_ROOT / 'tests'),
+                                         os.environ.get('PYTHONPATH')]))
+    return dict(os.environ, PYTHON=sys.executable, PYTHONPATH=path, OMP_NUM_THREADS='1',
+                **variables)
+
+
+def detection_config(root: Path, num_train: int, max_epochs: int):
+    """The toy Mask R-CNN on ``num_train`` images, one per process and iteration, seeded,
+    without validation (only the weights are compared)."""
+    toy_shapes.make_coco(root / 'coco', num_train=num_train, num_val=2,
+                         image_size=TOY_IMAGE_SIZE, seed=0)
+    cfg = toy_config(load_repo_config('cvt13_maskrcnn_coco.py'), root)
+    cfg.train_dataloader.batch_size = 1
+    cfg.train_cfg.update(max_epochs=max_epochs, val_interval=max_epochs + 1)
+    cfg.randomness = dict(seed=0, deterministic=True)
+    return cfg
+
+
+def dump_config(cfg, path: Path, fault: dict = None) -> Path:
+    cfg = cfg.copy()
+    if fault is not None:
+        cfg.custom_imports = dict(imports=['launcher_faults'], allow_failed_imports=False)
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [fault]
+    cfg.dump(path)
+    return path
+
+
+def final_weights(work_dir: Path, checkpoint: str) -> dict:
+    return torch.load(work_dir / checkpoint, map_location='cpu', weights_only=True)['state_dict']
+
+
+def max_abs_difference(weights: dict, reference: dict) -> float:
+    assert weights.keys() == reference.keys()
+    return max((weights[name].double() - reference[name].double()).abs().max().item()
+               for name in reference if reference[name].numel())
+
+
+def wait_for(condition, what: str, timeout: float = TIMEOUT):
+    """Poll ``condition`` every 0.2 s until it returns something true; returns that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+
+
+# torchrun -------------------------------------------------------------------------------------
+
+
+def kill_at_marker(command: list, marker: Path, env: dict) -> tuple:
+    """Run ``command``; when a StallForKillHook writes ``marker``, SIGKILL the process it names.
+    Returns the exit status and the output."""
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, start_new_session=True)
+    try:
+        wait_for(lambda: marker.exists() or run.poll() is not None, f'{marker.name}')
+        assert run.poll() is None, run.communicate()[0][-4000:]
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+        output = run.communicate(timeout=TIMEOUT)[0]
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    return run.returncode, output
+
+
+def test_torchrun_restarts_a_killed_worker_and_the_run_resumes(tmp_path):
+    """Two processes, three epochs of one iteration; rank 0 is SIGKILLed at the start of
+    iteration 1, after epoch_1.pth. torchrun (MAX_RESTARTS) restarts both, they resume from
+    epoch_1.pth by themselves and end with the weights of an uninterrupted run."""
+    cfg = detection_config(tmp_path, num_train=2, max_epochs=3)
+    uninterrupted = dump_config(cfg, tmp_path / 'uninterrupted.py')
+    marker = tmp_path / 'rank0_stalled'
+    faulty = dump_config(cfg, tmp_path / 'faulty.py', fault=dict(
+        type='StallForKillHook', iteration=1, rank=0, marker=str(marker)))
+    dist_train = ['bash', str(TOOLS_DIR / 'dist_train.sh')]
+
+    reference = subprocess.run(
+        dist_train + [str(uninterrupted), '2', '--work-dir', str(tmp_path / 'reference')],
+        env=launcher_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert reference.returncode == 0, reference.stderr[-4000:]
+
+    work_dir = tmp_path / 'restarted'
+    # LOGLEVEL=INFO: torchrun logs its restarts.
+    returncode, output = kill_at_marker(
+        dist_train + [str(faulty), '2', '--work-dir', str(work_dir)], marker,
+        launcher_env(MAX_RESTARTS='1', LOGLEVEL='INFO'))
+    assert returncode == 0, output[-4000:]
+    # torchrun's record of the restart, then the restarted workers' (TORCHELASTIC_RESTART_COUNT).
+    assert 'Worker group FAILED. 1/1 attempts left; will restart worker group' in output
+    assert output.count('restart 1 of this run: resuming from the newest checkpoint') == 2
+    assert output.count('resumed epoch: 1, iter: 1') == 1, output[-4000:]  # rank 0 logs it
+    assert max_abs_difference(final_weights(work_dir, 'epoch_3.pth'),
+                              final_weights(tmp_path / 'reference', 'epoch_3.pth')) == 0.0
+
+
+def test_torchrun_without_restarts_ends_at_the_first_death(tmp_path):
+    cfg = detection_config(tmp_path, num_train=2, max_epochs=2)
+    marker = tmp_path / 'rank0_stalled'
+    faulty = dump_config(cfg, tmp_path / 'faulty.py', fault=dict(
+        type='StallForKillHook', iteration=1, rank=0, marker=str(marker)))
+    returncode, output = kill_at_marker(
+        ['bash', str(TOOLS_DIR / 'dist_train.sh'), str(faulty), '2', '--work-dir',
+         str(tmp_path / 'work')], marker, launcher_env(MAX_RESTARTS='0'))
+    assert returncode != 0
+    assert 'restart 1 of this run' not in output
+
+
+# Slurm ----------------------------------------------------------------------------------------
+
+
+def job_info(job_id: str) -> dict:
+    """``scontrol show job``'s fields (kept for MinJobAge, 300 s by default, after the end)."""
+    shown = subprocess.run(['scontrol', 'show', 'job', '-o', job_id], capture_output=True,
+                           text=True, check=True).stdout
+    return dict(field.split('=', 1) for field in shown.split() if '=' in field)
+
+
+ENDED_STATES = {'COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'OUT_OF_MEMORY',
+                'BOOT_FAIL', 'DEADLINE', 'PREEMPTED'}
+
+
+def wait_for_end(job_id: str, restarts: int) -> dict:
+    def ended():
+        info = job_info(job_id)
+        return info if (info['JobState'] in ENDED_STATES
+                        and int(info['Restarts']) == restarts) else None
+    return wait_for(ended, f'job {job_id} to end after {restarts} restart(s)')
+
+
+@pytest.fixture
+def submit(tmp_path):
+    """tools/slurm_submit.sh with 2 CPU tasks; returns the job id. Jobs still queued or running
+    when the test ends are cancelled."""
+    jobs = []
+
+    def submit(config, work_dir, *train_args, tasks=2):
+        env = launcher_env(GPUS=str(tasks), GPUS_PER_NODE=str(tasks), CPUS_PER_TASK='1',
+                           GRES='', SIGNAL_LEAD='60')
+        result = subprocess.run(['bash', str(TOOLS_DIR / 'slurm_submit.sh'), 'local',
+                                 'cvt_mm_requeue_test', str(config), str(work_dir), *train_args],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        job_id = re.fullmatch(r'Submitted batch job (\d+)\n', result.stdout).group(1)
+        jobs.append(job_id)
+        return job_id
+
+    yield submit
+    for job_id in jobs:
+        subprocess.run(['scancel', job_id], capture_output=True)
+
+
+@pytest.mark.slurm
+def test_slurm_job_warned_mid_epoch_requeues_itself_and_ends_as_uninterrupted(
+        tmp_path, submit):
+    """Two tasks, 2 persistent dataloader workers each, one epoch of three iterations. At
+    iteration 1 the batch shell gets Slurm's warning (what --signal=B:USR1@SIGNAL_LEAD sends
+    ahead of the time limit); the tasks checkpoint and stop, the job requeues itself, starts
+    again, resumes, finishes, and does not requeue again."""
+    cfg = detection_config(tmp_path, num_train=6, max_epochs=1)
+    cfg.train_dataloader.update(num_workers=2, persistent_workers=True)
+    marker = tmp_path / 'rank0_at_iteration_1'
+    faulty = dump_config(cfg, tmp_path / 'faulty.py', fault=dict(
+        type='WaitForSignalHook', iteration=1, rank=0, marker=str(marker)))
+    uninterrupted = dump_config(cfg, tmp_path / 'uninterrupted.py')
+
+    reference_dir = tmp_path / 'reference'
+    reference = wait_for_end(submit(uninterrupted, reference_dir), restarts=0)
+    reference_log = (reference_dir / f'slurm-{reference["JobId"]}.out').read_text()
+    assert reference['JobState'] == 'COMPLETED', reference_log[-4000:]
+    assert 'training finished' in reference_log and 'requeueing' not in reference_log
+
+    work_dir = tmp_path / 'requeued'
+    job_id = submit(faulty, work_dir)
+    log = work_dir / f'slurm-{job_id}.out'
+    wait_for(lambda: marker.exists() or job_info(job_id)['JobState'] in ENDED_STATES,
+             'rank 0 at iteration 1')
+    assert marker.exists(), log.read_text()[-4000:]
+    subprocess.run(['scancel', '--batch', '--signal=USR1', job_id], check=True)
+    # Slurm makes a requeued job eligible again 2 minutes later (EligibleTime): start it now.
+    wait_for(lambda: job_info(job_id)['JobState'] == 'PENDING'
+             and job_info(job_id)['Restarts'] == '1'
+             or job_info(job_id)['JobState'] in ENDED_STATES, 'the job requeued')
+    subprocess.run(['scontrol', 'update', f'JobId={job_id}', 'StartTime=now'], check=True)
+    info = wait_for_end(job_id, restarts=1)
+    output = log.read_text()
+    assert info['JobState'] == 'COMPLETED', output[-4000:]
+    assert re.search(r'start 1 on .*warning signal.*requeueing.*start 2 on .*training finished',
+                     output, re.DOTALL), output[-4000:]
+    assert output.count('restart 1 of this run: resuming') == 2  # both tasks
+    assert re.search(r'resumed epoch: 0, iter: 2', output), output[-4000:]
+    assert max_abs_difference(final_weights(work_dir, 'epoch_1.pth'),
+                              final_weights(reference_dir, 'epoch_1.pth')) == 0.0
+
+
+@pytest.mark.slurm
+def test_slurm_job_that_fails_is_not_requeued(tmp_path, submit):
+    cfg = detection_config(tmp_path, num_train=2, max_epochs=1)
+    config = dump_config(cfg, tmp_path / 'config.py')
+    work_dir = tmp_path / 'work'
+    job_id = submit(config, work_dir, '--cfg-options',
+                    f'train_dataloader.dataset.ann_file={tmp_path}/missing.json', tasks=1)
+    info = wait_for_end(job_id, restarts=0)
+    output = (work_dir / f'slurm-{job_id}.out').read_text()
+    assert info['JobState'] == 'FAILED' and info['ExitCode'] == '1:0', output[-4000:]
+    assert 'training failed with exit status 1; not requeued' in output
+    assert 'missing.json' in output
