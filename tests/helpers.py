@@ -4,7 +4,6 @@ import copy
 import importlib
 import logging
 import socket
-import uuid
 from pathlib import Path
 
 from mmengine.config import Config
