@@ -1,73 +1,15 @@
 """Fixtures for every test: one torch thread per xdist worker, a fixed seed per test; the gate
-of the tests marked ``slurm``.
-
-A ``slurm`` test runs where a Slurm answers (``sinfo`` lists a node that is idle, mixed or
-allocated) and is skipped elsewhere, with the reason and the command that starts a local
-one-node Slurm. With ``CVT_MM_REQUIRE_SLURM=1`` (CI) the same test fails instead.
-"""
-import functools
+of the tests marked ``slurm`` (tests/slurm_gate.py: skipped where no Slurm answers, failed
+instead under CVT_MM_REQUIRE_SLURM=1)."""
 import os
-import shutil
-import subprocess
-from typing import Optional
 
 import pytest
 import torch
+from slurm_gate import pytest_runtest_call, pytest_runtest_setup  # noqa: F401  (its hooks)
 
 if os.environ.get('PYTEST_XDIST_WORKER'):
     # One worker per core: a second intra-op thread per worker would only oversubscribe.
     torch.set_num_threads(1)
-
-SLURM_NODE_STATES_UP = {'idle', 'mixed', 'allocated'}
-ENABLE_SLURM = 'make slurm'
-
-
-@functools.lru_cache(maxsize=None)
-def slurm_missing_reason() -> Optional[str]:
-    """Why no Slurm answers here, or None when one does."""
-    sinfo = shutil.which('sinfo')
-    if sinfo is None:
-        return 'no sinfo on PATH'
-    try:
-        result = subprocess.run([sinfo, '-h', '-o', '%T'], capture_output=True, text=True,
-                                timeout=30)
-    except subprocess.TimeoutExpired:
-        return 'sinfo did not answer within 30 s'
-    if result.returncode != 0:
-        errors = result.stderr.strip().splitlines()
-        return f'sinfo failed: {errors[-1] if errors else f"exit status {result.returncode}"}'
-    states = set(result.stdout.split())
-    if not states & SLURM_NODE_STATES_UP:
-        return f'sinfo lists no node up (states: {", ".join(sorted(states)) or "none"})'
-    return None
-
-
-def slurm_gate_message(item) -> Optional[str]:
-    """Why a test marked ``slurm`` cannot run here, or None (unmarked, or a Slurm answers)."""
-    if item.get_closest_marker('slurm') is None:
-        return None
-    reason = slurm_missing_reason()
-    if reason is None:
-        return None
-    return f'needs a running Slurm: {reason}; `{ENABLE_SLURM}` starts a local one'
-
-
-def slurm_required() -> bool:
-    return os.environ.get('CVT_MM_REQUIRE_SLURM') == '1'
-
-
-def pytest_runtest_setup(item):
-    message = slurm_gate_message(item)
-    if message is not None and not slurm_required():
-        pytest.skip(message)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_call(item):
-    # Failed in the call (not the setup), so that it counts as a failed test, not an error.
-    message = slurm_gate_message(item)
-    if message is not None and slurm_required():
-        pytest.fail(f'{message} (CVT_MM_REQUIRE_SLURM=1)', pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,8 @@
-"""Where the Slurm tests run: tests/conftest.py skips the tests marked ``slurm`` where no Slurm
-answers (saying why and that `make slurm` starts one), fails them under CVT_MM_REQUIRE_SLURM=1
-(CI), runs them where one answers; tools/ci/start_local_slurm.sh leaves a Slurm config that
-it did not write alone. Each case runs pytest on a one-test file in a child process, with a
-PATH chosen for it."""
+"""Where the Slurm tests run: tests/slurm_gate.py (installed by tests/conftest.py) skips the
+tests marked ``slurm`` where no Slurm answers (saying why and that `make slurm` starts one),
+fails them under CVT_MM_REQUIRE_SLURM=1 (CI), runs them where one answers;
+tools/ci/start_local_slurm.sh leaves a Slurm config that it did not write alone. Each case runs
+pytest on a one-test file in a child process, with a PATH chosen for it."""
 import os
 import subprocess
 import sys
@@ -27,11 +27,11 @@ def run_slurm_test(tmp_path, path, require=False):
     env.update(PATH=path, PYTHONPATH=str(REPO_ROOT / 'tests'))
     if require:
         env['CVT_MM_REQUIRE_SLURM'] = '1'
-    # The repository's pytest.ini (its markers) without its addopts; tests/conftest.py as a
-    # plugin, since the file lies outside tests/.
+    # The repository's pytest.ini (its markers) without its addopts; the gate as a plugin,
+    # since the file lies outside tests/.
     result = subprocess.run(
         [sys.executable, '-m', 'pytest', str(test_file), '-c', str(REPO_ROOT / 'pytest.ini'),
-         '-o', 'addopts=', '-p', 'conftest', '-p', 'no:cacheprovider', '-p', 'no:xdist', '-rsf',
+         '-o', 'addopts=', '-p', 'slurm_gate', '-p', 'no:cacheprovider', '-p', 'no:xdist', '-rsf',
          '-W', 'error::pytest.PytestUnknownMarkWarning'],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     return result.returncode, result.stdout + result.stderr
