@@ -124,9 +124,10 @@ class PreemptionHook(Hook):
 
     def agreed_signal(self) -> Optional[int]:
         """The signal any rank received (the highest number), or None; all ranks take part."""
+        if not is_distributed():
+            return self.received
         flag = torch.tensor([self.received or 0], dtype=torch.int64)
-        if is_distributed():
-            all_reduce(flag, op='max')
+        all_reduce(flag, op='max')
         return int(flag.item()) or None
 
     def before_train(self, runner) -> None:

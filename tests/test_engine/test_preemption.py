@@ -12,6 +12,7 @@ import signal
 import pytest
 from resume_runs import (
     add_hook,
+    classification_config,
     detection_config,
     dump,
     last_checkpoint,
@@ -27,6 +28,7 @@ from cvt_mm.engine.preemption import parse_signals
 
 DETECTION = dict(batch_size=2, max_epochs=2)  # 6 images: 3 iterations an epoch
 SEGMENTATION = dict(batch_size=2, max_iters=6, checkpoint_interval=2)
+CLASSIFICATION = dict(batch_size=4, max_epochs=2)  # 10 images: 3 iterations an epoch
 
 
 @pytest.fixture(scope='module')
@@ -41,7 +43,9 @@ def uninterrupted(data_root, tmp_path_factory):
     runs = {}
     for name, cfg, final in (
             ('detection', detection_config(data_root, **DETECTION), 'epoch_2.pth'),
-            ('segmentation', segmentation_config(data_root, **SEGMENTATION), 'iter_6.pth')):
+            ('segmentation', segmentation_config(data_root, **SEGMENTATION), 'iter_6.pth'),
+            ('classification', classification_config(data_root, **CLASSIFICATION),
+             'epoch_2.pth')):
         train(dump(cfg, root / f'{name}.py'), root / name)
         runs[name] = root / name / final
     return runs
@@ -75,6 +79,13 @@ def test_epoch_loop_stops_on_the_signal_and_resumes_inside_the_epoch(
                                   final='epoch_2.pth')
     assert load(work_dir / f'iter_{iteration}.pth')['meta']['epoch'] == (iteration - 1) // 3
     assert max_difference(uninterrupted['detection'], work_dir / 'epoch_2.pth') == 0.0
+
+
+def test_classifier_stops_on_the_signal_and_resumes_inside_the_epoch(data_root, uninterrupted,
+                                                                    tmp_path):
+    cfg = classification_config(data_root, **CLASSIFICATION)
+    work_dir = preempt_and_resume(cfg, tmp_path, 5, signal='SIGUSR1', final='epoch_2.pth')
+    assert max_difference(uninterrupted['classification'], work_dir / 'epoch_2.pth') == 0.0
 
 
 def test_iteration_loop_stops_on_the_signal_and_resumes(data_root, uninterrupted, tmp_path):
