@@ -13,6 +13,7 @@ seconds from the signal to the exit, and the iterations lost.
    checkpoint written (that iteration is finished first) and to the process's end, the
    iterations in the checkpoint, the iterations lost (done before the signal but not in the
    checkpoint), and the median iteration time of the run.
+3. What SampleSeededDataset adds to loading one sample.
 """
 import _cli  # noqa: F401,I001  (first: quiets known third-party start-up notices)
 import argparse
@@ -30,6 +31,8 @@ import torch.multiprocessing as mp
 from mmengine.config import Config, DictAction
 
 from cvt_mm.engine import PreemptionHook
+from cvt_mm.engine.loops import SampleSeededDataset
+from cvt_mm.engine.random_states import seed_random_states
 
 
 def parse_args(argv=None):
@@ -53,6 +56,24 @@ def time_agreement(calls: int) -> float:
     for _ in range(calls):
         hook.agreed_signal()
     return (time.perf_counter() - start) / calls
+
+
+def time_sample_seeding(calls: int) -> tuple:
+    """Mean seconds SampleSeededDataset adds to loading one sample: in the main process
+    (seeding the generators, restoring them after) and in a worker (seeding only)."""
+    seeded = SampleSeededDataset([0] * calls)
+    start = time.perf_counter()
+    for index in range(calls):
+        seeded[index]
+    plain = (time.perf_counter() - start) / calls
+    start = time.perf_counter()
+    for index in range(calls):
+        seeded[(index, (0, 0, 0, index, 0))]
+    main_process = (time.perf_counter() - start) / calls - plain
+    start = time.perf_counter()
+    for index in range(calls):
+        seed_random_states((0, 0, 0, index, 0), cuda=False)
+    return main_process, (time.perf_counter() - start) / calls
 
 
 def agreement_worker(rank: int, port: int, calls: int, results) -> None:
@@ -108,6 +129,7 @@ def preempted_run(args) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
+    seeding_main, seeding_worker = time_sample_seeding(args.calls)
     one = time_agreement(args.calls)
     two = time_two_process_agreement(args.calls)
     run = preempted_run(args)
@@ -116,6 +138,8 @@ def main(argv=None):
     print(f'agreement per iteration: {one * 1e6:.1f} us on 1 process (no collective), '
           f'{two * 1e6:.1f} us on 2 gloo processes; median iteration {run["iteration_time"]:.3f}'
           f' s ({two / run["iteration_time"] * 100:.3f}% of it)')
+    print(f'per-sample seeding of the pipeline: {seeding_worker * 1e6:.1f} us a sample in a '
+          f'worker, {seeding_main * 1e6:.1f} us in the main process (num_workers=0)')
     print(f'{args.signal} during iteration {args.iteration}: exit status {run["status"]}, '
           f'{run["to_save"]:.2f} s from the signal to the checkpoint written, '
           f'{run["seconds"]:.2f} s to the exit; checkpoint after iteration '

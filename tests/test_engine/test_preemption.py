@@ -107,6 +107,15 @@ def test_a_second_signal_exits_at_once(data_root, uninterrupted, tmp_path):
     assert max_difference(uninterrupted['segmentation'], work_dir / 'iter_6.pth') == 0.0
 
 
+def test_a_signal_in_the_last_iteration_lets_the_run_finish(data_root, uninterrupted, tmp_path):
+    cfg = add_hook(segmentation_config(data_root, **SEGMENTATION), type='PreemptionDrillHook',
+                   iteration=SEGMENTATION['max_iters'])
+    work_dir = tmp_path / 'work'
+    train(dump(cfg, tmp_path / 'last.py'), work_dir, expect=0)
+    assert last_checkpoint(work_dir) == 'iter_6.pth'
+    assert max_difference(uninterrupted['segmentation'], work_dir / 'iter_6.pth') == 0.0
+
+
 def test_resume_without_a_checkpoint_starts_from_the_beginning(data_root, uninterrupted,
                                                               tmp_path):
     cfg = segmentation_config(data_root, **SEGMENTATION)
