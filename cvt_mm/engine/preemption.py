@@ -109,7 +109,6 @@ class PreemptionHook(Hook):
     def __init__(self, signals: Union[str, Sequence[Union[str, int]]] = DEFAULT_SIGNALS):
         self.signals = parse_signals(signals)
         self.received: Optional[int] = None
-        self.received_at: Optional[float] = None
         for number in self.signals:
             signal.signal(number, self._on_signal)
 
@@ -121,7 +120,6 @@ class PreemptionHook(Hook):
             sys.stderr.flush()
             os._exit(128 + number)
         self.received = number
-        self.received_at = time.monotonic()
 
     def agreed_signal(self) -> Optional[int]:
         """The signal any rank received (the highest number), or None; all ranks take part."""
