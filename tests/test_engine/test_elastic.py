@@ -44,9 +44,8 @@ def test_apply_resume_at_a_restart(tmp_path, monkeypatch):
 
 
 def test_a_restarted_group_meets_in_keys_of_its_own(tmp_path):
-    """Rank 0 dies right after the group formed, twice; the third attempt must form its group
-    again. With torchrun's store shared across attempts, the restarted ranks read the dead
-    ones' addresses: gloo's connectFullMesh failed or hung in 2 of 2 runs before the fix."""
+    """Rank 0 dies right after the group formed, twice, and joins each restarted group last:
+    the restarted rank 1 must not connect to the address the dead rank 0 published."""
     port = free_port()
     worker = REPO_ROOT / 'tests' / 'launcher_faults.py'
     run = subprocess.Popen(
