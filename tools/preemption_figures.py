@@ -10,8 +10,10 @@ seconds from the signal to the exit, and the iterations lost.
    one-element tensor).
 2. tools/train.py CONFIG with PreemptionDrillHook: the process sends itself the signal as
    iteration --iteration starts. Reported: the exit status, the seconds from the signal to the
-   process's end, the iterations in the checkpoint it wrote, the iterations lost (done before
-   the signal but not in the checkpoint), and the median iteration time of the run.
+   checkpoint written (that iteration is finished first) and to the process's end, the
+   iterations in the checkpoint, the iterations lost (done before the signal but not in the
+   checkpoint), and the median iteration time of the run.
+3. What SampleSeededDataset adds to loading one sample.
 """
 import _cli  # noqa: F401,I001  (first: quiets known third-party start-up notices)
 import argparse
@@ -29,6 +31,8 @@ import torch.multiprocessing as mp
 from mmengine.config import Config, DictAction
 
 from cvt_mm.engine import PreemptionHook
+from cvt_mm.engine.loops import SampleSeededDataset
+from cvt_mm.engine.random_states import seed_random_states
 
 
 def parse_args(argv=None):
@@ -52,6 +56,24 @@ def time_agreement(calls: int) -> float:
     for _ in range(calls):
         hook.agreed_signal()
     return (time.perf_counter() - start) / calls
+
+
+def time_sample_seeding(calls: int) -> tuple:
+    """Mean seconds SampleSeededDataset adds to loading one sample: in the main process
+    (seeding the generators, restoring them after) and in a worker (seeding only)."""
+    seeded = SampleSeededDataset([0] * calls)
+    start = time.perf_counter()
+    for index in range(calls):
+        seeded[index]
+    plain = (time.perf_counter() - start) / calls
+    start = time.perf_counter()
+    for index in range(calls):
+        seeded[(index, (0, 0, 0, index, 0))]
+    main_process = (time.perf_counter() - start) / calls - plain
+    start = time.perf_counter()
+    for index in range(calls):
+        seed_random_states((0, 0, 0, index, 0), cuda=False)
+    return main_process, (time.perf_counter() - start) / calls
 
 
 def agreement_worker(rank: int, port: int, calls: int, results) -> None:
@@ -79,6 +101,7 @@ def preempted_run(args) -> dict:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    cfg.default_hooks.logger.interval = 1  # every iteration's time in the log
     cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [dict(
         type='PreemptionDrillHook', iteration=args.iteration, signal=args.signal,
         signal_log=str(signal_log.resolve()))]
@@ -94,16 +117,19 @@ def preempted_run(args) -> dict:
     sent = float(signal_log.read_text().split()[0])
     checkpoint = (args.work_dir / 'last_checkpoint').read_text().strip()
     saved = torch.load(checkpoint, map_location='cpu', weights_only=False)['meta']['iter']
+    written = os.path.getmtime(checkpoint)
     logs = sorted(args.work_dir.glob('*/vis_data/scalars.json'), key=os.path.getmtime)
     times = [json.loads(line)['time'] for line in logs[-1].read_text().splitlines()
              if '"time"' in line] if logs else []
-    return dict(status=result.returncode, seconds=ended - sent, saved=saved,
+    return dict(status=result.returncode, seconds=ended - sent, to_save=written - sent,
+                saved=saved,
                 lost=max(0, args.iteration - 1 - saved),
                 iteration_time=statistics.median(times) if times else float('nan'))
 
 
 def main(argv=None):
     args = parse_args(argv)
+    seeding_main, seeding_worker = time_sample_seeding(args.calls)
     one = time_agreement(args.calls)
     two = time_two_process_agreement(args.calls)
     run = preempted_run(args)
@@ -112,8 +138,11 @@ def main(argv=None):
     print(f'agreement per iteration: {one * 1e6:.1f} us on 1 process (no collective), '
           f'{two * 1e6:.1f} us on 2 gloo processes; median iteration {run["iteration_time"]:.3f}'
           f' s ({two / run["iteration_time"] * 100:.3f}% of it)')
+    print(f'per-sample seeding of the pipeline: {seeding_worker * 1e6:.1f} us a sample in a '
+          f'worker, {seeding_main * 1e6:.1f} us in the main process (num_workers=0)')
     print(f'{args.signal} during iteration {args.iteration}: exit status {run["status"]}, '
-          f'{run["seconds"]:.2f} s from the signal to the exit, checkpoint after iteration '
+          f'{run["to_save"]:.2f} s from the signal to the checkpoint written, '
+          f'{run["seconds"]:.2f} s to the exit; checkpoint after iteration '
           f'{run["saved"]}, {run["lost"]} iterations lost')
 
 

@@ -16,7 +16,7 @@ from .distributed import (
     shutdown_distributed,
     slurm_environment,
 )
-from .fsdp import cvt_block_wrap_policy
+from .fsdp import ResumableFSDPStrategy, cvt_block_wrap_policy
 from .hooks import NonFiniteLossGuardHook
 from .preemption import PREEMPTED_EXIT_STATUS, Preempted, PreemptionHook, enable_preemption
 from .resume import AtomicLocalBackend, FaithfulResumeHook, enable_faithful_resume
@@ -28,5 +28,6 @@ __all__ = ['TASK_SCOPES', 'allow_runner_checkpoints', 'apply_resume', 'build_run
            'replace_sync_bn', 'setup_cpu_distributed', 'task_scope', 'shutdown_distributed',
            'slurm_environment', 'AtomicLocalBackend', 'FaithfulResumeHook',
            'enable_faithful_resume', 'cvt_block_wrap_policy']
-__all__ += ['NonFiniteLossGuardHook', 'end_worker_process', 'latest_checkpoint',
-            'PREEMPTED_EXIT_STATUS', 'Preempted', 'PreemptionHook', 'enable_preemption']
+__all__ += ['NonFiniteLossGuardHook', 'ResumableFSDPStrategy', 'end_worker_process',
+            'latest_checkpoint', 'PREEMPTED_EXIT_STATUS', 'Preempted', 'PreemptionHook',
+            'enable_preemption']

@@ -87,7 +87,7 @@ def setup_cpu_distributed(cfg: Config) -> bool:
     strategy = cfg.get('strategy')
     if strategy is not None:  # FlexibleRunner: the strategy wraps the model
         wrapper = strategy.setdefault('model_wrapper', ConfigDict())
-        if strategy.get('type') == 'FSDPStrategy':
+        if strategy.get('type') in ('FSDPStrategy', 'ResumableFSDPStrategy'):
             wrapper['device_id'] = torch.device('cpu')  # the default is LOCAL_RANK, a GPU
         else:
             wrapper['device_ids'] = None

@@ -26,7 +26,7 @@ from mmengine.logging import print_log
 from mmengine.registry import DATA_SAMPLERS, DATASETS, LOOPS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from mmengine.runner.loops import _InfiniteDataloaderIterator
-from torch.utils.data import BatchSampler, DataLoader
+from torch.utils.data import BatchSampler, DataLoader, get_worker_info
 
 from .random_states import capture_random_states, restore_random_states, seed_random_states
 
@@ -94,10 +94,11 @@ class SampleSeededDataset:
     """Load each sample with the global generators seeded from its position.
 
     Indexed with ``(index, key)`` (what :class:`ResumableBatchSampler` yields), it seeds
-    Python's ``random``, numpy's global generator and torch's from ``key`` (through numpy's
-    ``SeedSequence``), loads ``dataset[index]`` and restores the generators' previous states;
-    indexed with a plain index, it is ``dataset[index]``. mmcv's, mmdet's, mmseg's and
-    mmpretrain's transforms draw from these generators.
+    Python's ``random``, numpy's global generator and torch's CPU generator from ``key``
+    (through numpy's ``SeedSequence``) and loads ``dataset[index]``; in the main process
+    (``num_workers=0``) it then restores the generators' previous states. Indexed with a plain
+    index, it is ``dataset[index]``. mmcv's, mmdet's, mmseg's and mmpretrain's transforms draw
+    from these generators.
 
     Args:
         dataset (dict | Dataset): The data set, or its config (built in the current scope).
@@ -131,8 +132,11 @@ class SampleSeededDataset:
         if not isinstance(item, tuple):
             return self.dataset[item]
         index, key = item
-        states = capture_random_states()
-        seed_random_states(key)
+        if get_worker_info() is not None:  # a worker: its generators serve this data set only
+            seed_random_states(key, cuda=False)
+            return self.dataset[index]
+        states = capture_random_states(cuda=False)
+        seed_random_states(key, cuda=False)
         try:
             return self.dataset[index]
         finally:

@@ -97,7 +97,8 @@ class PreemptionHook(Hook):
     Runner's ``save_checkpoint`` and raise :class:`Preempted`, which tools/train.py turns into
     exit status :data:`PREEMPTED_EXIT_STATUS` after leaving the process group. With gradient
     accumulation the stop waits for the end of the accumulation window, whose gradients a
-    checkpoint does not hold.
+    checkpoint does not hold. A signal during the last iteration lets the run end as usual
+    (its final validation and checkpoint), with status 0.
 
     Args:
         signals (str | Sequence): See :func:`parse_signals`. Defaults to SIGTERM and SIGUSR1.
@@ -108,7 +109,6 @@ class PreemptionHook(Hook):
     def __init__(self, signals: Union[str, Sequence[Union[str, int]]] = DEFAULT_SIGNALS):
         self.signals = parse_signals(signals)
         self.received: Optional[int] = None
-        self.received_at: Optional[float] = None
         for number in self.signals:
             signal.signal(number, self._on_signal)
 
@@ -120,13 +120,13 @@ class PreemptionHook(Hook):
             sys.stderr.flush()
             os._exit(128 + number)
         self.received = number
-        self.received_at = time.monotonic()
 
     def agreed_signal(self) -> Optional[int]:
         """The signal any rank received (the highest number), or None; all ranks take part."""
+        if not is_distributed():
+            return self.received
         flag = torch.tensor([self.received or 0], dtype=torch.int64)
-        if is_distributed():
-            all_reduce(flag, op='max')
+        all_reduce(flag, op='max')
         return int(flag.item()) or None
 
     def before_train(self, runner) -> None:
@@ -141,8 +141,10 @@ class PreemptionHook(Hook):
         if number is None:
             return
         done = runner.iter + 1
+        if done >= runner.max_iters:
+            return  # the last iteration: the run ends (final validation, checkpoint) anyway
         counts = getattr(runner.optim_wrapper, '_accumulative_counts', 1)
-        if counts > 1 and done % counts and done < runner.max_iters:
+        if counts > 1 and done % counts:
             return  # inside a gradient accumulation window: stop at its end
         name = signal.Signals(number).name
         print_log(f'{name}: saving the position after iteration {done} and stopping',

@@ -18,10 +18,13 @@ IMAGE_SIZE = 64
 
 
 def make_data(root: Path, num_train: int) -> Path:
+    """COCO and ADE20K layouts with ``num_train`` training images, and an ImageNet layout
+    with two per class (10)."""
     toy_shapes.make_coco(root / 'coco', num_train=num_train, num_val=1, image_size=IMAGE_SIZE,
                          seed=0)
     toy_shapes.make_ade(root / 'ade', num_train=num_train, num_val=1, image_size=IMAGE_SIZE,
                         seed=0)
+    toy_shapes.make_imagenet(root / 'imagenet', train_per_class=2, val_per_class=1, seed=0)
     return root
 
 
@@ -43,6 +46,23 @@ def detection_config(data_root: Path, batch_size: int, max_epochs: int, num_work
         if step['type'] == 'Resize':
             step['scale'] = (IMAGE_SIZE, IMAGE_SIZE)
     cfg.train_cfg.update(max_epochs=max_epochs)
+    cfg.default_hooks.checkpoint.update(interval=1, max_keep_ckpts=-1)
+    cfg.default_hooks.logger.interval = 1
+    without_validation(cfg)
+    return cfg
+
+
+def classification_config(data_root: Path, batch_size: int, max_epochs: int,
+                          num_workers: int = 2, persistent_workers: bool = True) -> Config:
+    """configs/toy/cvt_tiny_cls_toy.py from random weights (random crops and flips)."""
+    cfg = Config.fromfile(CONFIG_DIR / 'toy' / 'cvt_tiny_cls_toy.py')
+    loader = cfg.train_dataloader
+    loader.update(batch_size=batch_size, num_workers=num_workers,
+                  persistent_workers=persistent_workers)
+    loader.dataset.data_root = str(data_root / 'imagenet')
+    cfg.train_cfg.update(max_epochs=max_epochs, val_interval=max_epochs)
+    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+                                end=5 * max_epochs)]
     cfg.default_hooks.checkpoint.update(interval=1, max_keep_ckpts=-1)
     cfg.default_hooks.logger.interval = 1
     without_validation(cfg)

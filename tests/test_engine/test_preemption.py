@@ -7,11 +7,13 @@ real os.kill), so where it lands is known and asserted. Every preempted run must
 status 75 after a checkpoint at that iteration, and its resumed run must end with weights
 identical (max abs difference 0.0) to those of an uninterrupted run.
 """
+import re
 import signal
 
 import pytest
 from resume_runs import (
     add_hook,
+    classification_config,
     detection_config,
     dump,
     last_checkpoint,
@@ -27,6 +29,7 @@ from cvt_mm.engine.preemption import parse_signals
 
 DETECTION = dict(batch_size=2, max_epochs=2)  # 6 images: 3 iterations an epoch
 SEGMENTATION = dict(batch_size=2, max_iters=6, checkpoint_interval=2)
+CLASSIFICATION = dict(batch_size=4, max_epochs=2)  # 10 images: 3 iterations an epoch
 
 
 @pytest.fixture(scope='module')
@@ -41,7 +44,9 @@ def uninterrupted(data_root, tmp_path_factory):
     runs = {}
     for name, cfg, final in (
             ('detection', detection_config(data_root, **DETECTION), 'epoch_2.pth'),
-            ('segmentation', segmentation_config(data_root, **SEGMENTATION), 'iter_6.pth')):
+            ('segmentation', segmentation_config(data_root, **SEGMENTATION), 'iter_6.pth'),
+            ('classification', classification_config(data_root, **CLASSIFICATION),
+             'epoch_2.pth')):
         train(dump(cfg, root / f'{name}.py'), root / name)
         runs[name] = root / name / final
     return runs
@@ -59,9 +64,9 @@ def preempt_and_resume(cfg, tmp_path, iteration, *, processes=1, final, **drill)
     assert last_checkpoint(work_dir) == checkpoint.name
     assert load(checkpoint)['meta']['iter'] == iteration
     assert not (work_dir / final).exists()
-    if processes > 1:  # torchrun reports each rank's status
-        assert output.count(f'exitcode  : {PREEMPTED_EXIT_STATUS}') + output.count(
-            f'exitcode: {PREEMPTED_EXIT_STATUS}') >= 1, output[-5000:]
+    for rank in range(processes if processes > 1 else 0):  # torchrun's report of each rank
+        assert re.search(rf'rank +: {rank} \(local_rank: {rank}\)\n +exitcode +: '
+                         rf'{PREEMPTED_EXIT_STATUS} ', output), output[-5000:]
     resumed = cfg.copy()
     train(dump(resumed, tmp_path / 'resumed.py'), work_dir, '--resume', processes=processes)
     return work_dir
@@ -75,6 +80,13 @@ def test_epoch_loop_stops_on_the_signal_and_resumes_inside_the_epoch(
                                   final='epoch_2.pth')
     assert load(work_dir / f'iter_{iteration}.pth')['meta']['epoch'] == (iteration - 1) // 3
     assert max_difference(uninterrupted['detection'], work_dir / 'epoch_2.pth') == 0.0
+
+
+def test_classifier_stops_on_the_signal_and_resumes_inside_the_epoch(data_root, uninterrupted,
+                                                                    tmp_path):
+    cfg = classification_config(data_root, **CLASSIFICATION)
+    work_dir = preempt_and_resume(cfg, tmp_path, 5, signal='SIGUSR1', final='epoch_2.pth')
+    assert max_difference(uninterrupted['classification'], work_dir / 'epoch_2.pth') == 0.0
 
 
 def test_iteration_loop_stops_on_the_signal_and_resumes(data_root, uninterrupted, tmp_path):
@@ -93,6 +105,15 @@ def test_a_second_signal_exits_at_once(data_root, uninterrupted, tmp_path):
     assert not (work_dir / 'iter_3.pth').exists()
     assert last_checkpoint(work_dir) == 'iter_2.pth'  # the last complete one
     train(dump(cfg, tmp_path / 'resumed.py'), work_dir, '--resume')
+    assert max_difference(uninterrupted['segmentation'], work_dir / 'iter_6.pth') == 0.0
+
+
+def test_a_signal_in_the_last_iteration_lets_the_run_finish(data_root, uninterrupted, tmp_path):
+    cfg = add_hook(segmentation_config(data_root, **SEGMENTATION), type='PreemptionDrillHook',
+                   iteration=SEGMENTATION['max_iters'])
+    work_dir = tmp_path / 'work'
+    train(dump(cfg, tmp_path / 'last.py'), work_dir, expect=0)
+    assert last_checkpoint(work_dir) == 'iter_6.pth'
     assert max_difference(uninterrupted['segmentation'], work_dir / 'iter_6.pth') == 0.0
 
 
