@@ -72,11 +72,14 @@ class WaitForSignalHook(FaultHook):
 def die_in_early_attempts(attempts_to_kill: int) -> None:
     """A torchrun worker that joins the process group (cvt_mm's way) and all-reduces; rank 0
     SIGKILLs itself in the first ``attempts_to_kill`` attempts, so that torchrun restarts the
-    group. Prints the sum once it survives."""
+    group, and joins a restarted group 3 s after the others, which have then looked up its
+    address. Prints the sum once it survives."""
     import torch
     import torch.distributed as dist
 
     from cvt_mm.engine.elastic import init_process_group
+    if restart_count() > 0 and os.environ['RANK'] == '0':
+        time.sleep(3)
     init_process_group('gloo')
     total = torch.ones(1)
     dist.all_reduce(total)

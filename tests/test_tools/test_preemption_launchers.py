@@ -203,17 +203,23 @@ def test_slurm_job_warned_mid_epoch_requeues_itself_and_ends_as_uninterrupted(
              'rank 0 at iteration 1')
     assert marker.exists(), log.read_text()[-4000:]
     subprocess.run(['scancel', '--batch', '--signal=USR1', job_id], check=True)
-    # Slurm makes a requeued job eligible again 2 minutes later (EligibleTime): start it now.
-    wait_for(lambda: job_info(job_id)['JobState'] == 'PENDING'
-             and job_info(job_id)['Restarts'] == '1'
-             or job_info(job_id)['JobState'] in ENDED_STATES, 'the job requeued')
-    subprocess.run(['scontrol', 'update', f'JobId={job_id}', 'StartTime=now'], check=True)
+    def requeued_or_ended():
+        info = job_info(job_id)
+        return info if ((info['JobState'] == 'PENDING' and info['Restarts'] == '1')
+                        or info['JobState'] in ENDED_STATES) else None
+    info = wait_for(requeued_or_ended, 'the job requeued')
+    assert info['JobState'] == 'PENDING', (info, log.read_text()[-4000:])
+    # Slurm makes a requeued job eligible again 121 s later (EligibleTime). Started in the
+    # second its previous run ended, slurmd refuses it ("Job credential revoked", the job
+    # fails): start it 2 s from now.
+    subprocess.run(['scontrol', 'update', f'JobId={job_id}', 'StartTime=now+2'], check=True)
     info = wait_for_end(job_id, restarts=1)
     output = log.read_text()
-    assert info['JobState'] == 'COMPLETED', output[-4000:]
+    assert info['JobState'] == 'COMPLETED', (info, output[-4000:])
     assert re.search(r'start 1 on .*warning signal.*requeueing.*start 2 on .*training finished',
                      output, re.DOTALL), output[-4000:]
-    assert output.count('restart 1 of this run: resuming') == 2  # both tasks
+    assert output.count('SIGUSR1: stopped after iteration 2') == 2  # both tasks, mid-epoch
+    assert output.count('restart 1 of this run: resuming') == 2
     assert re.search(r'resumed epoch: 0, iter: 2', output), output[-4000:]
     assert max_abs_difference(final_weights(work_dir, 'epoch_1.pth'),
                               final_weights(reference_dir, 'epoch_1.pth')) == 0.0
