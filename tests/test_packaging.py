@@ -62,10 +62,16 @@ def test_mim_reads_the_index_of_a_wheel(project_copy, tmp_path):
 
 def test_mim_reads_the_index_of_an_editable_install(project_copy, tmp_path):
     prefix = tmp_path / 'prefix'
+    # --ignore-installed: without it pip uninstalls the environment's own cvt_mm first.
     pip('install', '--no-deps', '--no-build-isolation', '--no-warn-script-location',
+        '--ignore-installed',
         '--prefix', str(prefix), '-e', str(project_copy))
     (site_dir, ) = prefix.glob('lib/python*/site-packages')
     assert_mim_finds_the_model_index(site_dir)
+    # The environment's own install is untouched: cvt_mm still imports away from the checkout.
+    check = subprocess.run([sys.executable, '-c', 'import cvt_mm.apis'], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr[-2000:]
     # The index imports the checkout's metafiles, so mim follows edits there; cvt_mm itself
     # is imported from the checkout (the install's path entry), not from site-packages.
     index = (site_dir / 'cvt_mm' / '.mim' / 'model-index.yml').read_text()

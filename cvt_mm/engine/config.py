@@ -80,16 +80,17 @@ def apply_resume(cfg: Config, resume: Optional[str]) -> None:
     A process that torchrun restarted, or a requeued Slurm job, resumes from the latest
     checkpoint in the work directory (:func:`~cvt_mm.engine.elastic.resume_after_restart`).
     """
-    resume = resume_after_restart(resume, latest_checkpoint(cfg.work_dir))
+    work_dir = cfg.get('work_dir')
+    resume = resume_after_restart(resume, latest_checkpoint(work_dir) if work_dir else None)
     if resume is None:
         return
     cfg.resume = True
     cfg.load_from = None if resume == 'auto' else resume
-    if resume != 'auto' or not cfg.get('work_dir'):
+    if resume != 'auto' or not work_dir:
         return
-    latest = latest_checkpoint(cfg.work_dir)
+    latest = latest_checkpoint(work_dir)
     if latest is None:
-        print_log(f'--resume: no checkpoint in {cfg.work_dir}; training starts from the '
+        print_log(f'--resume: no checkpoint in {work_dir}; training starts from the '
                   'beginning', logger='current', level=logging.WARNING)
         cfg.resume = False
     else:

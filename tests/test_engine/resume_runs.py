@@ -124,8 +124,10 @@ def train(config: Path, work_dir: Path, *args: str, processes: int = 1,
     else:
         command = ['bash', str(TOOLS_DIR / 'dist_train.sh'), train_args[0], str(processes),
                    *train_args[1:]]
-    result = subprocess.run(command, capture_output=True, text=True, env=train_env(),
-                            timeout=600)
+    # MAX_RESTARTS=0: torchrun would otherwise restart the group that a signal stopped, and
+    # the restart would resume and finish (tests/test_tools/test_preemption_launchers.py).
+    result = subprocess.run(command, capture_output=True, text=True,
+                            env=dict(train_env(), MAX_RESTARTS='0'), timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == expect, f'exit status {result.returncode}\n' + output[-5000:]
     return output
