@@ -24,6 +24,7 @@ from mmengine.logging import print_log
 from mmengine.registry import DATASETS, HOOKS
 
 from .checks import image_problem
+from .wrapper import DatasetWrapper
 
 # The data info keys of the files a sample is read from (images, label maps).
 FILE_KEYS = ('img_path', 'seg_map_path')
@@ -50,7 +51,7 @@ class BadSampleError(RuntimeError):
 
 
 @DATASETS.register_module()
-class SkipBadSamples:
+class SkipBadSamples(DatasetWrapper):
     """Replace samples whose loading or pipeline raises by the next good index.
 
     Args:
@@ -76,28 +77,6 @@ class SkipBadSamples:
         self.max_skips = max_skips
         self.record_file = record_file
         self.skipped = {}  # index -> record, in this process
-
-    # ------------------------------------------------------------------ the data set API
-    @property
-    def metainfo(self) -> dict:
-        return getattr(self.dataset, 'metainfo', {})
-
-    def full_init(self) -> None:
-        if hasattr(self.dataset, 'full_init'):
-            self.dataset.full_init()
-
-    def get_data_info(self, index: int) -> dict:
-        return self.dataset.get_data_info(index)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getattr__(self, name):
-        # Everything else (samplers' get_cat_ids, flag arrays, ...) from the wrapped data set;
-        # never 'dataset' itself, which does not exist yet while unpickling in a worker.
-        if name == 'dataset':
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
 
     def __getitem__(self, index: int):
         length = len(self.dataset)

@@ -28,6 +28,8 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from mmengine.runner.loops import _InfiniteDataloaderIterator
 from torch.utils.data import BatchSampler, DataLoader, get_worker_info
 
+from cvt_mm.datasets.wrapper import DatasetWrapper
+
 from .random_states import capture_random_states, restore_random_states, seed_random_states
 
 
@@ -90,7 +92,7 @@ class ResumableBatchSampler:
 
 
 @DATASETS.register_module()
-class SampleSeededDataset:
+class SampleSeededDataset(DatasetWrapper):
     """Load each sample with the global generators seeded from its position.
 
     Indexed with ``(index, key)`` (what :class:`ResumableBatchSampler` yields), it seeds
@@ -106,27 +108,6 @@ class SampleSeededDataset:
 
     def __init__(self, dataset) -> None:
         self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
-
-    @property
-    def metainfo(self) -> dict:
-        return getattr(self.dataset, 'metainfo', {})
-
-    def full_init(self) -> None:
-        if hasattr(self.dataset, 'full_init'):
-            self.dataset.full_init()
-
-    def get_data_info(self, index: int) -> dict:
-        return self.dataset.get_data_info(index)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getattr__(self, name):
-        # Everything else from the wrapped data set; never 'dataset' itself, which does not
-        # exist yet while a worker unpickles this object.
-        if name == 'dataset':
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
 
     def __getitem__(self, item: Union[int, tuple]):
         if not isinstance(item, tuple):

@@ -17,6 +17,10 @@ DETERMINISTIC = ['randomness.seed=0', 'randomness.deterministic=True']
 IMAGE_SIZE = 64
 
 
+# The runs the resume and preemption tests share: 6 toy images, 3 iterations an epoch.
+DETECTION = dict(batch_size=2, max_epochs=2)
+SEGMENTATION = dict(batch_size=2, max_iters=6, checkpoint_interval=2)
+
 def make_data(root: Path, num_train: int) -> Path:
     """COCO and ADE20K layouts with ``num_train`` training images, and an ImageNet layout
     with two per class (10)."""

@@ -12,6 +12,8 @@ import signal
 
 import pytest
 from resume_runs import (
+    DETECTION,
+    SEGMENTATION,
     add_hook,
     classification_config,
     detection_config,
@@ -27,8 +29,6 @@ from resume_runs import (
 from cvt_mm.engine import PREEMPTED_EXIT_STATUS
 from cvt_mm.engine.preemption import parse_signals
 
-DETECTION = dict(batch_size=2, max_epochs=2)  # 6 images: 3 iterations an epoch
-SEGMENTATION = dict(batch_size=2, max_iters=6, checkpoint_interval=2)
 CLASSIFICATION = dict(batch_size=4, max_epochs=2)  # 10 images: 3 iterations an epoch
 
 

@@ -16,6 +16,8 @@ import torch
 from checkpoint_faults import DIE_WRITING
 from mmengine.config import Config
 from resume_runs import (
+    DETECTION,
+    SEGMENTATION,
     add_hook,
     detection_config,
     dump,
@@ -31,9 +33,6 @@ from torch.utils.data import DataLoader, SequentialSampler
 from cvt_mm.engine import AtomicLocalBackend, enable_faithful_resume
 from cvt_mm.engine.loops import ResumableBatchSampler, SampleSeededDataset
 from cvt_mm.engine.resume import capture_random_states, restore_random_states
-
-DETECTION = dict(batch_size=2, max_epochs=2)  # 6 images: 3 iterations an epoch
-SEGMENTATION = dict(batch_size=2, max_iters=6, checkpoint_interval=2)
 
 
 @pytest.fixture(scope='module')
