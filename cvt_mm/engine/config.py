@@ -81,14 +81,14 @@ def apply_resume(cfg: Config, resume: Optional[str]) -> None:
     checkpoint in the work directory (:func:`~cvt_mm.engine.elastic.resume_after_restart`).
     """
     work_dir = cfg.get('work_dir')
-    resume = resume_after_restart(resume, latest_checkpoint(work_dir) if work_dir else None)
+    latest = latest_checkpoint(work_dir) if work_dir else None
+    resume = resume_after_restart(resume, latest)
     if resume is None:
         return
     cfg.resume = True
     cfg.load_from = None if resume == 'auto' else resume
     if resume != 'auto' or not work_dir:
         return
-    latest = latest_checkpoint(work_dir)
     if latest is None:
         print_log(f'--resume: no checkpoint in {work_dir}; training starts from the '
                   'beginning', logger='current', level=logging.WARNING)
