@@ -1,11 +1,12 @@
 """Fixtures for every test: one torch thread per xdist worker, a fixed seed per test; the gate
 of the tests marked ``slurm`` (tests/slurm_gate.py: skipped where no Slurm answers, failed
-instead under CVT_MM_REQUIRE_SLURM=1)."""
+instead under CVT_MM_REQUIRE_SLURM=1; run one at a time)."""
 import os
 
 import pytest
 import torch
-from slurm_gate import pytest_runtest_call, pytest_runtest_setup  # noqa: F401  (its hooks)
+from slurm_gate import (  # noqa: F401  (its hooks and fixture)
+    _slurm_tests_one_at_a_time, pytest_runtest_call, pytest_runtest_setup)
 
 if os.environ.get('PYTEST_XDIST_WORKER'):
     # One worker per core: a second intra-op thread per worker would only oversubscribe.

@@ -2,9 +2,12 @@
 
 A ``slurm`` test runs where a Slurm answers (``sinfo`` lists a node that is idle, mixed or
 allocated) and is skipped elsewhere, with the reason and the command that starts a local
-one-node Slurm. With ``CVT_MM_REQUIRE_SLURM=1`` (CI) the same test fails instead. Without
+one-node Slurm. With ``CVT_MM_REQUIRE_SLURM=1`` (CI) the same test fails instead. The
+``slurm`` tests of one run go one at a time across its xdist workers: each asks for the local
+node's every CPU, so a second one would wait in the queue, out of its own time limit. Without
 torch, so that tests/test_tools/test_local_slurm.py's child pytest runs start fast.
 """
+import fcntl
 import functools
 import os
 import shutil
@@ -63,3 +66,34 @@ def pytest_runtest_call(item):
     message = slurm_gate_message(item)
     if message is not None and slurm_required():
         pytest.fail(f'{message} (CVT_MM_REQUIRE_SLURM=1)', pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _slurm_tests_one_at_a_time(request, tmp_path_factory):
+    if request.node.get_closest_marker('slurm') is None:
+        yield
+        return
+    # The run's temporary root, which its xdist workers' directories lie in.
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        root = root.parent
+    lock_path = root / 'slurm_tests.lock'
+    with open(lock_path, 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def slurm_queue() -> str:
+    """squeue's and sinfo's view of the cluster, for the message of a test that timed out
+    waiting on a job."""
+    shown = []
+    for command in (['squeue', '-a', '-o', '%i %j %u %T %M %R'], ['sinfo', '-R']):
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+            shown.append(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}")
+        except (OSError, subprocess.TimeoutExpired) as error:
+            shown.append(f"$ {' '.join(command)}: {error}")
+    return '\n'.join(shown)

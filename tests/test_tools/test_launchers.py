@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 from helpers import TOOLS_DIR, free_port, load_repo_config, make_toy_datasets, toy_config
+from slurm_gate import slurm_queue
 
 from cvt_mm.engine import slurm_environment
 
@@ -68,10 +69,13 @@ def test_slurm_train_runs_two_tasks_under_real_slurm(detection_config, tmp_path)
     work_dir = tmp_path / 'work'
     env = dict(os.environ, GPUS='2', GPUS_PER_NODE='2', CPUS_PER_TASK='1', GRES='',
                PYTHON=sys.executable, OMP_NUM_THREADS='1')
-    result = subprocess.run(
-        ['bash', str(TOOLS_DIR / 'slurm_train.sh'), 'local', 'cvt_mm_test',
-         str(detection_config), str(work_dir)], env=env, capture_output=True, text=True,
-        timeout=600)
+    try:
+        result = subprocess.run(
+            ['bash', str(TOOLS_DIR / 'slurm_train.sh'), 'local', 'cvt_mm_test',
+             str(detection_config), str(work_dir)], env=env, capture_output=True, text=True,
+            timeout=600)
+    except subprocess.TimeoutExpired as error:
+        pytest.fail(f'{error}\n{slurm_queue()}', pytrace=False)
     assert_clean_two_process_run(result.stdout + result.stderr, result.returncode, work_dir)
 
 

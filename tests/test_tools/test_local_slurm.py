@@ -78,6 +78,39 @@ def test_slurm_test_runs_where_slurm_answers(tmp_path):
     assert '1 passed' in output
 
 
+TIMED_SLURM_TESTS = '''
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize('name', ['first', 'second'])
+def test_occupies_the_node(name):
+    start = time.time()
+    time.sleep(1.5)
+    Path(name).write_text(f'{start} {time.time()}')
+'''
+
+
+def test_slurm_tests_on_two_xdist_workers_run_one_at_a_time(tmp_path):
+    (tmp_path / 'test_timed.py').write_text(TIMED_SLURM_TESTS)
+    bin_dir = fake_sinfo(tmp_path, 'idle\\n')
+    env = dict(os.environ, PATH=os.pathsep.join([bin_dir, os.environ['PATH']]),
+               PYTHONPATH=str(REPO_ROOT / 'tests'))
+    result = subprocess.run(
+        [sys.executable, '-m', 'pytest', 'test_timed.py', '-c', str(REPO_ROOT / 'pytest.ini'),
+         '-o', 'addopts=', '-p', 'slurm_gate', '-p', 'no:cacheprovider', '-n', '2',
+         '--dist', 'load'], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '2 passed' in result.stdout
+    (first_start, first_end), (second_start, second_end) = (
+        map(float, (tmp_path / name).read_text().split()) for name in ('first', 'second'))
+    assert first_end <= second_start or second_end <= first_start
+
+
 def test_start_local_slurm_leaves_a_foreign_config_alone(tmp_path):
     """A config of another cluster (its daemons merely down) is neither overwritten nor
     followed by an install or a daemon start: the script stops before either."""

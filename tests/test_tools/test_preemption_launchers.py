@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import REPO_ROOT, TOOLS_DIR, TOY_IMAGE_SIZE, load_repo_config, toy_config
+from slurm_gate import slurm_queue
 
 from cvt_mm.datasets import toy_shapes
 
@@ -146,12 +147,21 @@ ENDED_STATES = {'COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'OUT
                 'BOOT_FAIL', 'DEADLINE', 'PREEMPTED'}
 
 
+def wait_for_job(job_id: str, condition, what: str) -> dict:
+    """``wait_for`` a job's ``scontrol show job`` fields to meet ``condition``; on a time-out
+    the message carries the queue and the node's state (another job holding the node?)."""
+    try:
+        return wait_for(lambda: condition(job_info(job_id)), what)
+    except AssertionError as error:
+        raise AssertionError(f'{error}; job {job_id}: {job_info(job_id)}\n{slurm_queue()}') \
+            from None
+
+
 def wait_for_end(job_id: str, restarts: int) -> dict:
-    def ended():
-        info = job_info(job_id)
+    def ended(info):
         return info if (info['JobState'] in ENDED_STATES
                         and int(info['Restarts']) == restarts) else None
-    return wait_for(ended, f'job {job_id} to end after {restarts} restart(s)')
+    return wait_for_job(job_id, ended, f'job {job_id} to end after {restarts} restart(s)')
 
 
 @pytest.fixture
@@ -199,15 +209,14 @@ def test_slurm_job_warned_mid_epoch_requeues_itself_and_ends_as_uninterrupted(
     work_dir = tmp_path / 'requeued'
     job_id = submit(faulty, work_dir)
     log = work_dir / f'slurm-{job_id}.out'
-    wait_for(lambda: marker.exists() or job_info(job_id)['JobState'] in ENDED_STATES,
-             'rank 0 at iteration 1')
+    wait_for_job(job_id, lambda info: marker.exists() or info['JobState'] in ENDED_STATES,
+                 'rank 0 at iteration 1')
     assert marker.exists(), log.read_text()[-4000:]
     subprocess.run(['scancel', '--batch', '--signal=USR1', job_id], check=True)
-    def requeued_or_ended():
-        info = job_info(job_id)
+    def requeued_or_ended(info):
         return info if ((info['JobState'] == 'PENDING' and info['Restarts'] == '1')
                         or info['JobState'] in ENDED_STATES) else None
-    info = wait_for(requeued_or_ended, 'the job requeued')
+    info = wait_for_job(job_id, requeued_or_ended, 'the job requeued')
     assert info['JobState'] == 'PENDING', (info, log.read_text()[-4000:])
     # Slurm makes a requeued job eligible again 121 s later (EligibleTime). Started in the
     # second its previous run ended, slurmd refuses it ("Job credential revoked", the job
