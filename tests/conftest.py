@@ -5,8 +5,7 @@ import os
 
 import pytest
 import torch
-from slurm_gate import (  # noqa: F401  (its hooks and fixture)
-    _slurm_tests_one_at_a_time, pytest_runtest_call, pytest_runtest_setup)
+from slurm_gate import *  # noqa: F401,F403  (its hooks and fixture, by its __all__)
 
 if os.environ.get('PYTEST_XDIST_WORKER'):
     # One worker per core: a second intra-op thread per worker would only oversubscribe.

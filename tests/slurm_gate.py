@@ -16,6 +16,9 @@ from typing import Optional
 
 import pytest
 
+# What tests/conftest.py installs.
+__all__ = ['pytest_runtest_setup', 'pytest_runtest_call', '_slurm_tests_one_at_a_time']
+
 SLURM_NODE_STATES_UP = {'idle', 'mixed', 'allocated'}
 ENABLE_SLURM = 'make slurm'
 

@@ -8,13 +8,15 @@ Sections (``--sections``, default all of them, in this order):
   dense    backbone latency and peak RSS against input size up to 800x1333, vs HF ``CvtModel``
   train    one training step at 800x1333, with and without ``with_cp``
   det      Mask R-CNN per 800x1333 image: CvT-13, its fast config, mmdet's Swin-T and R-50
+  det_train  one Mask R-CNN training step per 800x1216 image, the same four (CvT with_cp off
+           and on), with the backward profiled per stage and per operator
   profile  torch.profiler's top operators of cvt_mm and HF
 
 With ``--device cuda`` (or ``cpu``) the default is the device section instead, on that device:
   device   classifier throughput under fp32 / bf16 / fp16 autocast vs HF and timm's Swin-T, the
-           backbones at 800x1333 with peak memory, and checks of cvt_mm on the device against
-           its CPU output (a failed check makes the exit status 1); stored as ``device-cuda``
-           (``device-cpu``)
+           backbones at 800x1333 with peak memory, the det_train step where mmcv has its
+           compiled ops, and checks of cvt_mm on the device against its CPU output (a failed
+           check makes the exit status 1); stored as ``device-cuda`` (``device-cpu``)
 
     python tools/benchmark.py                          # everything (~15 min on 2 cores)
     python tools/benchmark.py --sections cls dense     # some sections; the others are kept

@@ -4,7 +4,7 @@ classifier, Hugging Face's CvT, timm's Swin-T and mmdet's Mask R-CNN detectors.
 torch, mmdet, timm and transformers are imported inside the builders, so importing this module
 is free.
 """
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 Arch = Union[str, dict]
 
@@ -56,7 +56,8 @@ def build_backbone(impl: str, arch: Arch, featmap: bool = True, **kwargs) -> Tup
     return model.eval(), model
 
 
-def build_detector(config: str, arch: Arch, size: Sequence[int]) -> Tuple:
+def build_detector(config: str, arch: Arch, size: Sequence[int],
+                   backbone_options: Optional[dict] = None) -> Tuple:
     """An mmdet Mask R-CNN from its config with random weights, and a random uint8 image.
 
     Args:
@@ -66,6 +67,8 @@ def build_detector(config: str, arch: Arch, size: Sequence[int]) -> Tuple:
             ``--quick`` tiny arch) replaces the config's, with the neck's channels to match.
         size (sequence of int): (height, width) of the image and of the test pipeline's
             resize.
+        backbone_options (dict, optional): Backbone arguments set over the config's, e.g.
+            ``dict(with_cp=True)``. Defaults to None.
 
     Returns:
         tuple: ``(model, image)``; the model in eval mode with ``cfg`` and ``dataset_meta``
@@ -84,6 +87,7 @@ def build_detector(config: str, arch: Arch, size: Sequence[int]) -> Tuple:
     from_mmdet = config.startswith('mmdet::')
     cfg = get_config(config) if from_mmdet else Config.fromfile(config_dir() / config)
     cfg.model.backbone.init_cfg = None  # no checkpoints: random weights
+    cfg.model.backbone.update(backbone_options or {})
     if not from_mmdet and arch != '13':
         cfg.model.backbone.arch = arch
         cfg.model.neck.in_channels = arch_settings(arch)['embed_dims']
@@ -98,6 +102,36 @@ def build_detector(config: str, arch: Arch, size: Sequence[int]) -> Tuple:
     model.dataset_meta = dict(classes=tuple(f'class{i}' for i in range(80)))
     image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
     return model.eval(), image
+
+
+def detection_training_batch(model, image, num_boxes: int, seed: int = 0) -> dict:
+    """``image`` (HWC uint8) with ``num_boxes`` random boxes, labels and elliptic masks, through
+    the detector's data preprocessor in training mode: what ``model(**batch, mode='loss')``
+    takes."""
+    import numpy as np
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    rng = np.random.default_rng(seed)
+    height, width = image.shape[:2]
+    corners = rng.uniform(0, 1, (num_boxes, 2)) * [width * 0.7, height * 0.7]
+    sides = rng.uniform(0.1, 0.3, (num_boxes, 2)) * [width, height]
+    boxes = np.concatenate([corners, corners + sides], axis=1).astype(np.float32)
+    rows, cols = np.mgrid[:height, :width]
+    masks = np.stack([
+        (((cols - (x0 + x1) / 2) / ((x1 - x0) / 2))**2 +
+         ((rows - (y0 + y1) / 2) / ((y1 - y0) / 2))**2 <= 1) for x0, y0, x1, y1 in boxes
+    ]).astype(np.uint8)
+    sample = DetDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width),
+                                         scale_factor=(1.0, 1.0)))
+    sample.gt_instances = InstanceData(
+        bboxes=torch.from_numpy(boxes),
+        labels=torch.from_numpy(rng.integers(0, 80, num_boxes)),
+        masks=BitmapMasks(masks, height, width))
+    inputs = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    return model.data_preprocessor(dict(inputs=[inputs], data_samples=[sample]), True)
 
 
 def timm_swin_t(arch: Arch, **kwargs):

@@ -1,6 +1,6 @@
-"""The CPU sections' measurements (cls, compile, dense, train, det, profile), each a worker
-run in a fresh process by :mod:`.workers`: a process per measurement makes peak RSS
-(``ru_maxrss``) that model's alone, next to the process's baseline (libraries imported, model
+"""The CPU sections' measurements (cls, compile, dense, train, det, det_train, profile),
+each a worker run in a fresh process by :mod:`.workers`: a process per measurement makes peak
+RSS (``ru_maxrss``) that model's alone, next to the process's baseline (libraries imported, model
 built).
 
 torch, mmdet and transformers are imported inside the workers, so importing this module is
@@ -10,7 +10,7 @@ import copy
 import time
 from typing import Callable, Dict, List, Sequence
 
-from .builders import arch_settings, build_backbone, build_detector
+from .builders import arch_settings, build_backbone, build_detector, detection_training_batch
 from .timing import MemoryTracker, matmul_peak_gflops, timed
 
 
@@ -222,6 +222,115 @@ def worker_det(job: dict) -> dict:
     return result
 
 
+def stage_modules(backbone) -> Dict[str, object]:
+    """The backbone's stages by name: CvT's and mmdet's Swin's ``stages``, a ResNet's
+    ``res_layers``."""
+    if hasattr(backbone, 'stages'):
+        return {f'stage {i + 1}': stage for i, stage in enumerate(backbone.stages)}
+    return {name: getattr(backbone, name) for name in backbone.res_layers}
+
+
+class StageTimer:
+    """Forward and backward wall time of each stage of a backbone, from module hooks: a stage's
+    backward runs from its output's gradient arriving to its input's gradient leaving (the
+    autograd engine runs one stage's backward at a time)."""
+
+    def __init__(self, stages: Dict[str, object]):
+        self.times = {name: dict(forward=0.0, backward=0.0) for name in stages}
+        self.started: Dict[tuple, float] = {}
+        self.handles = []
+        for name, stage in stages.items():
+            self.handles += [
+                stage.register_forward_pre_hook(self._start(name, 'forward')),
+                stage.register_forward_hook(self._stop(name, 'forward')),
+                stage.register_full_backward_pre_hook(self._start(name, 'backward')),
+                stage.register_full_backward_hook(self._stop(name, 'backward'))]
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def _start(self, name, phase):
+        def hook(*_):
+            self.started[name, phase] = time.perf_counter()
+        return hook
+
+    def _stop(self, name, phase):
+        def hook(*_):
+            self.times[name][phase] += time.perf_counter() - self.started.pop((name, phase))
+        return hook
+
+
+def worker_det_train(job: dict) -> dict:
+    """One Mask R-CNN training step per image: the detector in train mode, one image with
+    ``boxes`` ground-truth boxes and masks (:func:`.builders.detection_training_batch`),
+    forward with losses, backward, the config's optimizer step. Times and peak RSS (on CUDA,
+    peak device memory); with ``profile``, each backbone stage's forward and backward time
+    and the backward's top operators (:func:`profile_training_step`).
+
+    Job keys: ``config`` and ``backbone_options`` (see :func:`.builders.build_detector`),
+    ``size`` ([h, w]), ``boxes``, ``device`` (default 'cpu'), ``profile`` (bool), ``top``,
+    ``repeats``, ``warmup``, ``arch``.
+    """
+    import torch
+    from mmengine.optim import build_optim_wrapper
+
+    from .timing import device_timed, peak_memory_mb, reset_peak_memory
+    device = torch.device(job.get('device', 'cpu'))
+    memory = MemoryTracker()
+    model, image = build_detector(job['config'], job['arch'], job['size'],
+                                  job.get('backbone_options'))
+    model.to(device).train()
+    optim_wrapper = build_optim_wrapper(model, model.cfg.optim_wrapper)
+    batch = detection_training_batch(model, image, job['boxes'])
+    memory.built()
+    reset_peak_memory(device)
+
+    def step():
+        losses = model(**batch, mode='loss')
+        loss, _ = model.parse_losses(losses)
+        optim_wrapper.update_params(loss)
+
+    result = dict(times=device_timed(step, device, job['repeats'], job['warmup']),
+                  optimizer=type(optim_wrapper.optimizer).__name__,
+                  input_shape=list(batch['inputs'].shape), **memory.summary())
+    result['peak_device_mb'] = peak_memory_mb(device)
+    if job.get('profile'):
+        result.update(profile_training_step(model, batch, optim_wrapper, job.get('top', 10)))
+    return result
+
+
+def profile_training_step(model, batch: dict, optim_wrapper, top: int) -> dict:
+    """Two more training steps: one timing each backbone stage's forward and backward (module
+    hooks), one with its backward under torch.profiler: the ``top`` operators by self CPU
+    time and their share of the backward's."""
+    import torch
+
+    stage_timer = StageTimer(stage_modules(model.backbone))
+    inputs = batch['inputs'].clone().requires_grad_(True)
+    loss, _ = model.parse_losses(model(**dict(batch, inputs=inputs), mode='loss'))
+    start = time.perf_counter()
+    loss.backward()
+    backward_time = time.perf_counter() - start
+    optim_wrapper.step()
+    optim_wrapper.zero_grad()
+    stage_timer.remove()
+    loss, _ = model.parse_losses(model(**batch, mode='loss'))
+    with torch.profiler.profile() as prof:
+        loss.backward()
+    optim_wrapper.step()
+    optim_wrapper.zero_grad()
+    # autograd's per-node wrappers hold their operators' time, not their own.
+    events = [e for e in prof.key_averages()
+              if not e.key.startswith('autograd::engine::evaluate_function')]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: -e.self_cpu_time_total)
+    return dict(stage_times=stage_timer.times, backward_time=backward_time,
+                backward_ops=[dict(op=e.key, ms=e.self_cpu_time_total / 1e3, calls=e.count,
+                                   share=e.self_cpu_time_total / total)
+                              for e in events[:top]])
+
+
 def worker_profile(job: dict) -> dict:
     """torch.profiler's top operators (self CPU time) of one eval forward after a warm-up.
 
@@ -251,4 +360,4 @@ def worker_profile(job: dict) -> dict:
 
 WORKERS: Dict[str, Callable[[dict], dict]] = dict(
     cls=worker_cls, backbone=worker_backbone, compile=worker_compile, train=worker_train,
-    det=worker_det, profile=worker_profile)
+    det=worker_det, det_train=worker_det_train, profile=worker_profile)

@@ -31,6 +31,7 @@ def settings(quick: bool, repeats: Optional[int] = None) -> dict:
 
         cfg = dict(arch=TINY_ARCH, cls_batch=2, cls_size=64, dense_long_sides=[160],
                    dense_size=(96, 160), train_size=(96, 160), det_size=(128, 224),
+                   det_train_size=(64, 96), det_train_boxes=3, det_train_repeats=1,
                    compile_dense_size=(64, 96), compile_without_freezing=False,
                    det_thresholds=('config',), repeats=1, cls_repeats=1, warmup=1,
                    device_sizes=[32, 64], device_batch=2, device_dense_size=(64, 96),
@@ -40,6 +41,7 @@ def settings(quick: bool, repeats: Optional[int] = None) -> dict:
         cfg = dict(arch='13', cls_batch=16, cls_size=224,
                    dense_long_sides=[224, 448, 640, 896, 1120, 1333], dense_size=(800, 1333),
                    train_size=(800, 1333), det_size=(800, 1333), compile_dense_size=(800, 1333),
+                   det_train_size=(800, 1216), det_train_boxes=7, det_train_repeats=3,
                    compile_without_freezing=True, det_thresholds=('config', 'thr0'), repeats=5,
                    cls_repeats=10, warmup=1, device_sizes=[224, 448, 896], device_batch=32,
                    device_dense_size=(800, 1333), device_dense_batch=2,

@@ -222,6 +222,101 @@ def measure_det(suite) -> dict:
         latency_table, det_efficiency_table(suite, results, bf16, main, labels[main])])
 
 
+# The det-train section's runs: row label -> (DETECTORS label, backbone options).
+DET_TRAIN_RUNS = {
+    'CvT-13': ('CvT-13', {}),
+    'CvT-13, with_cp': ('CvT-13', dict(with_cp=True)),
+    'CvT-13 fast': ('CvT-13 fast (pool_kv 2, stage-1 windows)', {}),
+    'CvT-13 fast, with_cp': ('CvT-13 fast (pool_kv 2, stage-1 windows)', dict(with_cp=True)),
+    'Swin-T': ('Swin-T', {}),
+    'R-50': ('R-50', {}),
+}
+# The runs whose backward is profiled.
+DET_TRAIN_PROFILED = ('CvT-13', 'CvT-13 fast', 'Swin-T')
+# What the steps are compared with.
+DET_TRAIN_BASELINE = 'Swin-T'
+DEVICE_DET_TRAIN_RUNS = ('CvT-13', 'CvT-13 fast', 'Swin-T', 'R-50')
+
+
+def measure_det_train(suite) -> dict:
+    """One Mask R-CNN training step per image: CvT-13 (with_cp off and on), the fast config,
+    mmdet's Swin-T and R-50, each in its own process; the profiled runs' stages and
+    backward operators."""
+    c = suite.cfg
+    results = {}
+    for label, (detector, options) in DET_TRAIN_RUNS.items():
+        r = suite.spawn('det_train', config=DETECTORS[detector], backbone_options=options,
+                        size=list(c['det_train_size']), boxes=c['det_train_boxes'],
+                        profile=label in DET_TRAIN_PROFILED, top=8,
+                        repeats=c['det_train_repeats'])
+        if r is not None:
+            results[label] = r
+    if not results:
+        return dict(tables=[], raw=results)
+    return dict(raw=results, tables=det_train_tables(suite, results))
+
+
+def det_train_tables(suite, results: Dict[str, dict]) -> List[dict]:
+    """The step table, then the profiled runs' per-stage and per-operator tables."""
+    c = suite.cfg
+    size = f"{c['det_train_size'][0]}x{c['det_train_size'][1]}"
+    baseline = results.get(DET_TRAIN_BASELINE)
+    rows = []
+    for label, r in results.items():
+        step = median(r['times'])
+        rows.append([label, f'{step:.2f}',
+                     '-' if baseline is None else f"{step / median(baseline['times']):.2f}x",
+                     f"{r['peak_rss_mb'] / 1024:.2f}",
+                     f"{(r['peak_rss_mb'] - r['rss_built_mb']) / 1024:.2f}", r['optimizer']])
+    tables = [table(
+        f"Mask R-CNN training step per {size} image ({c['det_train_boxes']} boxes and masks), "
+        f"random weights, {suite.threads} threads",
+        ['model', 's / step (median)', f'vs {DET_TRAIN_BASELINE}', 'peak RSS GB',
+         'above baseline GB', 'optimizer'], rows,
+        [f"Median of {c['det_train_repeats']} steps after a warm-up: forward with losses, "
+         "backward, the config's optimizer step."])]
+    profiled = {label: results[label] for label in DET_TRAIN_PROFILED
+                if label in results and 'stage_times' in results[label]}
+    if not profiled:
+        return tables
+    width = max(len(r['stage_times']) for r in profiled.values())  # ResNet has four
+    stage_rows = []
+    for label, r in profiled.items():
+        stages = list(r['stage_times'].values())
+        backbone = sum(t['backward'] for t in stages)
+        stage_rows.append(
+            [label] + [f"{t['forward']:.2f} / {t['backward']:.2f}" for t in stages] +
+            [''] * (width - len(stages)) +
+            [f'{backbone:.2f}', f"{r['backward_time'] - backbone:.2f}",
+             f"{r['backward_time']:.2f}"])
+    tables.append(table(
+        f'Training step per stage at {size}: forward / backward seconds',
+        ['model'] + [f'stage {i + 1}' for i in range(width)] +
+        ['backbone backward s', 'rest of backward s (neck, heads)', 'backward s'], stage_rows,
+        ['One step timed by module hooks, the backbone input requiring a gradient so that '
+         "stage 1's backward ends when its input's gradient is computed."]))
+    top = max(len(r['backward_ops']) for r in profiled.values())
+    op_rows = []
+    for i in range(top):
+        row = [str(i + 1)]
+        for r in profiled.values():
+            if i >= len(r['backward_ops']):
+                row += ['', '']
+                continue
+            op = r['backward_ops'][i]
+            row += [op['op'].replace('aten::', ''),
+                    f"{op['ms']:.0f} ms, {100 * op['share']:.0f}% ({op['calls']})"]
+        op_rows.append(row)
+    columns = ['#']
+    for label in profiled:
+        columns += [f'{label} op', 'self CPU (calls)']
+    tables.append(table(
+        f'Profile: top operators of the training backward at {size}, {suite.threads} threads',
+        columns, op_rows, ['Self CPU time under torch.profiler, one backward after the timed '
+                           'steps; shares of all its operators\' self time.']))
+    return tables
+
+
 def det_efficiency_table(suite, results: Dict[str, dict], bf16: bool, main: str,
                          threshold_label: str) -> dict:
     """The detectors' backbones alone: achieved GFLOP/s against the matmul peak, and the
@@ -312,15 +407,57 @@ def measure_device(suite) -> dict:
              for impl in DEVICE_BACKBONES}
     checks = suite.spawn('checks', device=device, dtypes=dtypes, cls_size=c['cls_size'],
                          dense_size=list(c['device_check_size']))
-    tables = [throughput_table(suite, throughput), dense_table(suite, dense)]
+    det_train = {}
+    if mmcv_has_ops():  # mmdet's RoI heads need them; the offline device wheels have none
+        det_train = {label: suite.spawn('det_train', device=device,
+                                        config=DETECTORS[DET_TRAIN_RUNS[label][0]],
+                                        backbone_options=DET_TRAIN_RUNS[label][1],
+                                        size=list(c['det_train_size']),
+                                        boxes=c['det_train_boxes'],
+                                        repeats=c['device_repeats'], warmup=c['device_warmup'])
+                     for label in DEVICE_DET_TRAIN_RUNS}
+    tables = [throughput_table(suite, throughput), dense_table(suite, dense),
+              device_det_train_table(suite, det_train)]
     if checks is not None:
         failed = [check['check'] for check in checks['checks'] if not check['passed']]
         if failed:
             suite.failures += len(failed)
             print(f'device checks failed: {failed}', file=sys.stderr)
         tables.append(checks_table(suite, checks['checks']))
-    return dict(raw=dict(throughput=throughput, dense=dense, checks=checks),
+    return dict(raw=dict(throughput=throughput, dense=dense, checks=checks,
+                         det_train=det_train),
                 tables=[tab for tab in tables if tab is not None])
+
+
+def mmcv_has_ops() -> bool:
+    """Whether this mmcv has its compiled ops (mmdet's RoIAlign and NMS)."""
+    import importlib.util
+
+    return importlib.util.find_spec('mmcv._ext') is not None
+
+
+def device_det_train_table(suite, results: Dict[str, Optional[dict]]) -> dict:
+    """The det-train step on the device: time, and peak device memory on CUDA."""
+    c = suite.cfg
+    size = f"{c['det_train_size'][0]}x{c['det_train_size'][1]}"
+    title = (f"Mask R-CNN training step per {size} image on {suite.device_name}, fp32")
+    if not results:
+        return table(title, ['model', 's / step'], [],
+                     ['Not run: this mmcv has no compiled ops (mmcv._ext), which the RoI heads '
+                      'need.'])
+    baseline = results.get(DET_TRAIN_BASELINE)
+    rows = []
+    for label, r in results.items():
+        if r is None:
+            rows.append([label, 'failed', '', ''])
+            continue
+        step = median(r['times'])
+        peak = r['peak_device_mb']
+        rows.append([label, f'{step:.3f}',
+                     '-' if baseline is None else f"{step / median(baseline['times']):.2f}x",
+                     '-' if peak is None else f'{peak / 1024:.2f}'])
+    return table(title, ['model', 's / step (median)', f'vs {DET_TRAIN_BASELINE}',
+                         'peak device memory GB'], rows)
 
 
 def images_per_second(entry: dict) -> Optional[float]:
@@ -421,7 +558,8 @@ def checks_table(suite, checks: List[dict]) -> dict:
 # Section name -> its measurement, in the order sections run and are stored; the device
 # section (run on --device only) last.
 MEASURE = dict(cls=measure_cls, compile=measure_compile, dense=measure_dense,
-               train=measure_train, det=measure_det, profile=measure_profile,
+               train=measure_train, det=measure_det, det_train=measure_det_train,
+               profile=measure_profile,
                device=measure_device)
 # The CPU sections, run by default.
 SECTIONS = tuple(name for name in MEASURE if name != DEVICE_SECTION)

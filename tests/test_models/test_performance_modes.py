@@ -4,6 +4,7 @@
 * the fused k/v projection (one batched matmul) against the unfused arithmetic written out
   here, in train mode (BN batch statistics and running-stat updates, gradients) and in eval
   mode;
+* the query chunks of the CPU training attention, against the explicit-softmax reference;
 * the chunked inference-time MLP, and inference under autocast.
 
 Timings are the benchmark's business (docs/benchmarks.md); nothing here is timed.
@@ -15,6 +16,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from cvt_mm.models.backbones import cvt as cvt_module
 from cvt_mm.models.backbones.cvt import ConvAttention, CvT, Mlp
 from cvt_mm.testing import TINY_ARCH, randomize_norms
 
@@ -161,6 +163,54 @@ def test_norm_eval_freezes_bn_statistics_and_trains_bn_affine_parameters():
     sum(o.pow(2).mean() for o in outs).backward()
     assert torch.equal(bn.running_mean, stats)
     assert bn.weight.grad is not None and bn.weight.grad.abs().sum() > 0
+
+
+# ------------------------------------------------- query chunks of the training attention
+@pytest.mark.parametrize('threads, batch_heads, chunks',
+                         [(1, 1, 1), (2, 1, 2), (2, 3, 2), (2, 6, 1), (4, 6, 2), (16, 1, 16)])
+def test_backward_query_chunks_give_every_thread_a_share(threads, batch_heads, chunks):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert cvt_module.backward_query_chunks(batch_heads) == chunks
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize('with_cls_token', [False, True])
+def test_chunked_training_attention_matches_the_reference_and_its_gradients(
+        with_cls_token, monkeypatch):
+    """One head on 3 threads: 3 query chunks; 7x9 tokens (+ cls) do not divide into 3 equal
+    chunks, so the queries are padded and the padding cropped."""
+    torch.manual_seed(0)
+    attn = ConvAttention(24, 1, with_cls_token)
+    randomize_norms(attn, 0)
+    x = torch.randn(2, 63 + with_cls_token, 24)
+    query_batches = []
+    sdpa = cvt_module.F.scaled_dot_product_attention
+
+    def spy(q, *args, **kwargs):
+        query_batches.append(q.shape[0])
+        return sdpa(q, *args, **kwargs)
+
+    def outputs_and_gradients(run):
+        model = copy.deepcopy(attn).train()
+        inputs = x.clone().requires_grad_(True)
+        out = run(model, inputs)
+        out.pow(2).mean().backward()
+        return [out.detach(), inputs.grad] + [p.grad for p in model.parameters()]
+
+    expected = outputs_and_gradients(lambda m, t: reference_attention(m, t, (7, 9)))
+    monkeypatch.setattr(cvt_module.F, 'scaled_dot_product_attention', spy)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        actual = outputs_and_gradients(lambda m, t: m(t, (7, 9)))
+    finally:
+        torch.set_num_threads(previous)
+    assert query_batches == [2 * 3]
+    for a, b in zip(expected, actual):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------- chunked MLP

@@ -13,6 +13,7 @@ embedding width, QuickGELU, cls token bypassing the conv projections); attention
 ``scaled_dot_product_attention`` so no attention matrix is materialised.
 """
 import copy
+import math
 import warnings
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -154,6 +155,19 @@ def build_conv_projection(method: str, channels: int, kernel_size: int, stride: 
     raise ValueError(f"attn_method must be 'dw_bn', 'avg' or 'linear', got {method!r}")
 
 
+def backward_query_chunks(batch_heads: int) -> int:
+    """Into how many chunks to split the queries of a CPU attention that will be
+    differentiated, so that its backward keeps every thread busy.
+
+    The backward of SDPA's CPU flash kernel runs one thread per (batch entry, head); CvT-13's
+    one-head first stage would train on one core, and its three heads of stage 2 on two
+    threads would leave one idle a third of the time. ``batch_heads`` times the result is a
+    multiple of the thread count.
+    """
+    threads = torch.get_num_threads()
+    return threads // math.gcd(batch_heads, threads)
+
+
 class ConvAttention(BaseModule):
     """Multi-head attention whose q, k, v come from convolutional projections (Sec. 3.2).
 
@@ -291,12 +305,28 @@ class ConvAttention(BaseModule):
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                   mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, L, C) q, k, v -> (B, L, C) multi-head attention output."""
+        """(B, L, C) q, k, v -> (B, L, C) multi-head attention output.
+
+        In training on the CPU, the queries may run as chunks, batch entries that share k and v
+        (:func:`backward_query_chunks`; autograd sums k's and v's gradients over them): each
+        output row is computed as without chunks.
+        """
+        batch, length, channels = q.shape
+        chunks = 1
+        if self.training and mask is None and q.requires_grad and q.device.type == 'cpu':
+            chunks = backward_query_chunks(batch * self.num_heads)
+        if chunks > 1:
+            padded = -(-length // chunks) * chunks
+            q = zero_pad(q, 1, padded).view(batch * chunks, padded // chunks, channels)
+            k, v = (t.unsqueeze(1).expand(-1, chunks, -1, -1).flatten(0, 1) for t in (k, v))
         out = F.scaled_dot_product_attention(
             self._split_heads(q), self._split_heads(k), self._split_heads(v), attn_mask=mask,
             dropout_p=self.attn_drop if self.training else 0., scale=self.scale)
         # SDPA's output has q's memory layout, (B, L, heads, d): merging the heads is a view.
-        return out.transpose(1, 2).flatten(2)
+        out = out.transpose(1, 2).flatten(2)
+        if chunks > 1:
+            out = out.reshape(batch, padded, channels)[:, :length]
+        return out
 
     def window_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                          hw_shape: HWShape, kv_shape: HWShape) -> torch.Tensor:
@@ -340,10 +370,14 @@ class ConvAttention(BaseModule):
 
 @register_activation
 class QuickGELU(nn.Module):
-    """x * sigmoid(1.702 x): the official CvT activation (CLIP's approximation of GELU)."""
+    """x * sigmoid(1.702 x): the official CvT activation (CLIP's approximation of GELU).
+
+    Computed as silu(1.702 x) / 1.702, the same function: autograd then keeps one tensor per
+    call instead of two and differentiates it in one fused kernel.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
+        return F.silu(x * 1.702) / 1.702
 
 
 class Mlp(nn.Sequential):
