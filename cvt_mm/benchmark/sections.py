@@ -431,9 +431,11 @@ def measure_device(suite) -> dict:
 
 def mmcv_has_ops() -> bool:
     """Whether this mmcv has its compiled ops (mmdet's RoIAlign and NMS)."""
-    import importlib.util
-
-    return importlib.util.find_spec('mmcv._ext') is not None
+    try:
+        import mmcv._ext  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def device_det_train_table(suite, results: Dict[str, Optional[dict]]) -> dict:

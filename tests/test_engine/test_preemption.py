@@ -7,7 +7,6 @@ real os.kill), so where it lands is known and asserted. Every preempted run must
 status 75 after a checkpoint at that iteration, and its resumed run must end with weights
 identical (max abs difference 0.0) to those of an uninterrupted run.
 """
-import re
 import signal
 
 import pytest
@@ -64,9 +63,9 @@ def preempt_and_resume(cfg, tmp_path, iteration, *, processes=1, final, **drill)
     assert last_checkpoint(work_dir) == checkpoint.name
     assert load(checkpoint)['meta']['iter'] == iteration
     assert not (work_dir / final).exists()
-    for rank in range(processes if processes > 1 else 0):  # torchrun's report of each rank
-        assert re.search(rf'rank +: {rank} \(local_rank: {rank}\)\n +exitcode +: '
-                         rf'{PREEMPTED_EXIT_STATUS} ', output), output[-5000:]
+    # Every rank's own word (tools/train.py prints it before the exit barrier); torchrun's
+    # failure report lists only the ranks it saw end before it stopped the others.
+    assert output.count(f'stopped after iteration {iteration} (') == processes, output[-5000:]
     resumed = cfg.copy()
     train(dump(resumed, tmp_path / 'resumed.py'), work_dir, '--resume', processes=processes)
     return work_dir

@@ -155,9 +155,13 @@ def test_device_section_quick_on_cpu_without_mmcv_ops(tmp_path):
     data = load_results(tmp_path / 'bench.json')
     assert list(data['sections']) == ['device-cpu']
     titles = [tab['title'] for tab in data['sections']['device-cpu']['tables']]
-    assert [title.split(' ')[0] for title in titles] == ['Classification', 'Backbones', 'cvt_mm']
+    assert [title.split(' ')[0] for title in titles] == ['Classification', 'Backbones', 'Mask',
+                                                         'cvt_mm']
+    # Without mmcv's ops the det-train step is not run, and its table says why.
+    det_train = data['sections']['device-cpu']['tables'][2]
+    assert det_train['rows'] == [] and 'no compiled ops' in det_train['notes'][0]
     raw = json.loads((tmp_path / 'raw.json').read_text())['device-cpu']
-    assert set(raw['throughput']) == {'cvt_mm', 'hf', 'swin'}
+    assert set(raw['throughput']) == {'cvt_mm', 'hf', 'swin'} and raw['det_train'] == {}
     for impl, result in raw['throughput'].items():
         for per_dtype in result['results'].values():
             assert set(per_dtype) == {'fp32', 'bf16', 'fp16'}, impl
