@@ -242,18 +242,23 @@ def measure_det_train(suite) -> dict:
     """One Mask R-CNN training step per image: CvT-13 (with_cp off and on), the fast config,
     mmdet's Swin-T and R-50, each in its own process; the profiled runs' stages and
     backward operators."""
-    c = suite.cfg
     results = {}
-    for label, (detector, options) in DET_TRAIN_RUNS.items():
-        r = suite.spawn('det_train', config=DETECTORS[detector], backbone_options=options,
-                        size=list(c['det_train_size']), boxes=c['det_train_boxes'],
-                        profile=label in DET_TRAIN_PROFILED, top=8,
-                        repeats=c['det_train_repeats'])
+    for label in DET_TRAIN_RUNS:
+        r = spawn_det_train(suite, label, profile=label in DET_TRAIN_PROFILED, top=8,
+                            repeats=suite.cfg['det_train_repeats'])
         if r is not None:
             results[label] = r
     if not results:
         return dict(tables=[], raw=results)
     return dict(raw=results, tables=det_train_tables(suite, results))
+
+
+def spawn_det_train(suite, label: str, **job) -> Optional[dict]:
+    """The det_train worker of one of :data:`DET_TRAIN_RUNS`; ``job`` adds to its keys."""
+    c = suite.cfg
+    detector, options = DET_TRAIN_RUNS[label]
+    return suite.spawn('det_train', config=DETECTORS[detector], backbone_options=options,
+                       size=list(c['det_train_size']), boxes=c['det_train_boxes'], **job)
 
 
 def det_train_tables(suite, results: Dict[str, dict]) -> List[dict]:
@@ -409,12 +414,9 @@ def measure_device(suite) -> dict:
                          dense_size=list(c['device_check_size']))
     det_train = {}
     if mmcv_has_ops():  # mmdet's RoI heads need them; the offline device wheels have none
-        det_train = {label: suite.spawn('det_train', device=device,
-                                        config=DETECTORS[DET_TRAIN_RUNS[label][0]],
-                                        backbone_options=DET_TRAIN_RUNS[label][1],
-                                        size=list(c['det_train_size']),
-                                        boxes=c['det_train_boxes'],
-                                        repeats=c['device_repeats'], warmup=c['device_warmup'])
+        det_train = {label: spawn_det_train(suite, label, device=device,
+                                            repeats=c['device_repeats'],
+                                            warmup=c['device_warmup'])
                      for label in DEVICE_DET_TRAIN_RUNS}
     tables = [throughput_table(suite, throughput), dense_table(suite, dense),
               device_det_train_table(suite, det_train)]
