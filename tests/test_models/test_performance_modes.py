@@ -180,8 +180,8 @@ def test_backward_query_chunks_give_every_thread_a_share(threads, batch_heads, c
 @pytest.mark.parametrize('with_cls_token', [False, True])
 def test_chunked_training_attention_matches_the_reference_and_its_gradients(
         with_cls_token, monkeypatch):
-    """One head on 3 threads: 3 query chunks; 7x9 tokens (+ cls) do not divide into 3 equal
-    chunks, so the queries are padded and the padding cropped."""
+    """One head on 3 threads: 3 query chunks. 7x9 tokens divide into them evenly; with the cls
+    token, 64 do not, so the queries are padded and the padding cropped."""
     torch.manual_seed(0)
     attn = ConvAttention(24, 1, with_cls_token)
     randomize_norms(attn, 0)

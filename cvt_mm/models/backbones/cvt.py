@@ -317,7 +317,9 @@ class ConvAttention(BaseModule):
             chunks = backward_query_chunks(batch * self.num_heads)
         if chunks > 1:
             padded = -(-length // chunks) * chunks
-            q = zero_pad(q, 1, padded).view(batch * chunks, padded // chunks, channels)
+            if padded != length:  # zero_pad copies q even when it adds nothing
+                q = zero_pad(q, 1, padded)
+            q = q.reshape(batch * chunks, padded // chunks, channels)
             k, v = (t.unsqueeze(1).expand(-1, chunks, -1, -1).flatten(0, 1) for t in (k, v))
         out = F.scaled_dot_product_attention(
             self._split_heads(q), self._split_heads(k), self._split_heads(v), attn_mask=mask,
