@@ -300,18 +300,8 @@ def det_train_tables(suite, results: Dict[str, dict]) -> List[dict]:
         ['backbone backward s', 'rest of backward s (neck, heads)', 'backward s'], stage_rows,
         ['One step timed by module hooks, the backbone input requiring a gradient so that '
          "stage 1's backward ends when its input's gradient is computed."]))
-    top = max(len(r['backward_ops']) for r in profiled.values())
-    op_rows = []
-    for i in range(top):
-        row = [str(i + 1)]
-        for r in profiled.values():
-            if i >= len(r['backward_ops']):
-                row += ['', '']
-                continue
-            op = r['backward_ops'][i]
-            row += [op['op'].replace('aten::', ''),
-                    f"{op['ms']:.0f} ms, {100 * op['share']:.0f}% ({op['calls']})"]
-        op_rows.append(row)
+    op_lists = [r['backward_ops'] for r in profiled.values()]
+    op_rows = operator_rows(op_lists, max(len(ops) for ops in op_lists))
     columns = ['#']
     for label in profiled:
         columns += [f'{label} op', 'self CPU (calls)']
@@ -355,6 +345,24 @@ def det_efficiency_table(suite, results: Dict[str, dict], bf16: bool, main: str,
                  columns, rows, notes)
 
 
+def operator_rows(op_lists: List[Optional[List[dict]]], top: int) -> List[List[str]]:
+    """Table rows ranking profiled operators side by side: rank, then name and "self time,
+    share (calls)" for each list (blank where a list is shorter or its run failed)."""
+    rows = []
+    for i in range(top):
+        row = [str(i + 1)]
+        for ops in op_lists:
+            if not ops or i >= len(ops):
+                row += ['', '']
+                continue
+            op = ops[i]
+            row += [op['op'].replace('aten::', '').replace(
+                '_scaled_dot_product_flash_attention_for_cpu', 'SDPA (flash, CPU)'),
+                    f"{op['ms']:.0f} ms, {100 * op['share']:.0f}% ({op['calls']})"]
+        rows.append(row)
+    return rows
+
+
 def measure_profile(suite) -> dict:
     """torch.profiler's top operators of cvt_mm and HF, classifier and dense sizes."""
     c = suite.cfg
@@ -370,19 +378,7 @@ def measure_profile(suite) -> dict:
         raw[label] = results
         if not any(results.values()):
             continue
-        rows = []
-        for i in range(top):
-            row = [str(i + 1)]
-            for impl in ('cvt_mm', 'hf'):
-                r = results[impl]
-                if r is None or i >= len(r['top']):
-                    row += ['', '']
-                    continue
-                op = r['top'][i]
-                row += [op['op'].replace('aten::', '').replace(
-                    '_scaled_dot_product_flash_attention_for_cpu', 'SDPA (flash, CPU)'),
-                        f"{op['ms']:.0f} ms, {100 * op['share']:.0f}% ({op['calls']})"]
-            rows.append(row)
+        rows = operator_rows([r and r['top'] for r in results.values()], top)
         totals = {impl: (f"{r['total']:.2f} s" if r else 'failed')
                   for impl, r in results.items()}
         model = 'backbone' if job['featmap'] else 'classifier'

@@ -4,6 +4,7 @@ mmcv has no compiled ops."""
 from types import SimpleNamespace
 
 import pytest
+from in_process import in_process_suite
 
 from cvt_mm.benchmark.runner import settings
 from cvt_mm.benchmark.sections import (
@@ -12,21 +13,6 @@ from cvt_mm.benchmark.sections import (
     device_det_train_table,
     measure_det_train,
 )
-from cvt_mm.benchmark.workers import WORKERS
-
-
-def in_process_suite(cfg: dict) -> SimpleNamespace:
-    """The part of runner.Suite a section uses, its workers called here instead of spawned."""
-    jobs = []
-
-    def spawn(kind, **job):
-        job = {**dict(threads=1, arch=cfg['arch'], repeats=cfg['repeats'],
-                      warmup=cfg['warmup']), **job}
-        jobs.append(job)
-        return WORKERS[kind](job)
-
-    return SimpleNamespace(cfg=cfg, threads=1, spawn=spawn, jobs=jobs, device_name='CPU',
-                           arch_name='tiny')
 
 
 @pytest.fixture(scope='module')

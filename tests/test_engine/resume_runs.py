@@ -11,6 +11,7 @@ from helpers import CONFIG_DIR, TOOLS_DIR
 from mmengine.config import Config
 
 from cvt_mm.datasets import toy_shapes
+from cvt_mm.datasets.toy_configs import shrink_config
 
 TEST_ENGINE_DIR = Path(__file__).resolve().parent
 DETERMINISTIC = ['randomness.seed=0', 'randomness.deterministic=True']
@@ -32,44 +33,42 @@ def make_data(root: Path, num_train: int) -> Path:
     return root
 
 
-def without_validation(cfg: Config) -> None:
+def toy_run(config: str, data_root: str, length: int, batch_size: int, num_workers: int,
+            persistent_workers: bool) -> Config:
+    """A configs/toy/ config on IMAGE_SIZE-px toy images, ``length`` epochs or iterations,
+    without validation (only the weights are compared), logging every iteration."""
+    cfg = Config.fromfile(CONFIG_DIR / 'toy' / config)
+    # The toy configs' image side: img_scale's (detection, segmentation) or img_size.
+    toy_size = cfg.img_scale[0] if 'img_scale' in cfg else cfg.img_size
+    shrink_config(cfg, data_root=data_root, size_factor=IMAGE_SIZE / toy_size,
+                  length=length, num_workers=num_workers)
+    cfg.train_dataloader.update(batch_size=batch_size,
+                                persistent_workers=persistent_workers and num_workers > 0)
+    cfg.default_hooks.logger.interval = 1
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
+    return cfg
 
 
 def detection_config(data_root: Path, batch_size: int, max_epochs: int, num_workers: int = 2,
                      persistent_workers: bool = True) -> Config:
-    """configs/toy/cvt_tiny_maskrcnn_toy.py from random weights on 64-px toy images."""
-    cfg = Config.fromfile(CONFIG_DIR / 'toy' / 'cvt_tiny_maskrcnn_toy.py')
+    """configs/toy/cvt_tiny_maskrcnn_toy.py from random weights, a checkpoint every epoch."""
+    cfg = toy_run('cvt_tiny_maskrcnn_toy.py', f'{data_root}/coco/', max_epochs, batch_size,
+                  num_workers, persistent_workers)
     cfg.model.backbone.init_cfg = None
-    loader = cfg.train_dataloader
-    loader.update(batch_size=batch_size, num_workers=num_workers,
-                  persistent_workers=persistent_workers)
-    loader.dataset.data_root = f'{data_root}/coco/'
-    for step in loader.dataset.pipeline:
-        if step['type'] == 'Resize':
-            step['scale'] = (IMAGE_SIZE, IMAGE_SIZE)
-    cfg.train_cfg.update(max_epochs=max_epochs)
     cfg.default_hooks.checkpoint.update(interval=1, max_keep_ckpts=-1)
-    cfg.default_hooks.logger.interval = 1
-    without_validation(cfg)
     return cfg
 
 
 def classification_config(data_root: Path, batch_size: int, max_epochs: int,
                           num_workers: int = 2, persistent_workers: bool = True) -> Config:
-    """configs/toy/cvt_tiny_cls_toy.py from random weights (random crops and flips)."""
-    cfg = Config.fromfile(CONFIG_DIR / 'toy' / 'cvt_tiny_cls_toy.py')
-    loader = cfg.train_dataloader
-    loader.update(batch_size=batch_size, num_workers=num_workers,
-                  persistent_workers=persistent_workers)
-    loader.dataset.data_root = str(data_root / 'imagenet')
-    cfg.train_cfg.update(max_epochs=max_epochs, val_interval=max_epochs)
+    """configs/toy/cvt_tiny_cls_toy.py from random weights (random crops and flips), a
+    checkpoint every epoch and a warm-up over the whole run."""
+    cfg = toy_run('cvt_tiny_cls_toy.py', str(data_root / 'imagenet'), max_epochs, batch_size,
+                  num_workers, persistent_workers)
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
                                 end=5 * max_epochs)]
     cfg.default_hooks.checkpoint.update(interval=1, max_keep_ckpts=-1)
-    cfg.default_hooks.logger.interval = 1
-    without_validation(cfg)
     return cfg
 
 
@@ -77,27 +76,14 @@ def segmentation_config(data_root: Path, batch_size: int, max_iters: int,
                         checkpoint_interval: int, num_workers: int = 2,
                         persistent_workers: bool = False) -> Config:
     """configs/toy/cvt_tiny_upernet_toy.py from random weights, 64-px crops (an
-    InfiniteSampler under an iteration loop)."""
-    cfg = Config.fromfile(CONFIG_DIR / 'toy' / 'cvt_tiny_upernet_toy.py')
+    InfiniteSampler under an iteration loop), the poly schedule over the whole run."""
+    cfg = toy_run('cvt_tiny_upernet_toy.py', f'{data_root}/ade/ADEChallengeData2016', max_iters,
+                  batch_size, num_workers, persistent_workers)
     cfg.model.backbone.init_cfg = None
-    size = (IMAGE_SIZE, IMAGE_SIZE)
-    cfg.model.data_preprocessor.size = size
-    loader = cfg.train_dataloader
-    loader.update(batch_size=batch_size, num_workers=num_workers,
-                  persistent_workers=persistent_workers)
-    loader.dataset.data_root = f'{data_root}/ade/ADEChallengeData2016'
-    for step in loader.dataset.pipeline:
-        if 'scale' in step:
-            step['scale'] = size
-        if 'crop_size' in step:
-            step['crop_size'] = size
-    cfg.train_cfg.update(max_iters=max_iters, val_interval=max_iters)
     cfg.param_scheduler = [dict(type='PolyLR', eta_min=0.0, power=1.0, begin=0,
                                 end=max_iters, by_epoch=False)]
     cfg.default_hooks.checkpoint.update(interval=checkpoint_interval, by_epoch=False,
                                         max_keep_ckpts=-1)
-    cfg.default_hooks.logger.interval = 1
-    without_validation(cfg)
     return cfg
 
 
