@@ -11,6 +11,7 @@ registry, where ``MMFullyShardedDataParallel`` looks ``auto_wrap_policy`` up by 
     strategy = dict(type='FSDPStrategy',
                     model_wrapper=dict(auto_wrap_policy=dict(type='cvt_block_wrap_policy')))
 """
+import dataclasses
 import functools
 
 import torch.nn as nn
@@ -30,12 +31,32 @@ def cvt_block_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_numel: in
 
 @STRATEGIES.register_module()
 class ResumableFSDPStrategy(FSDPStrategy):
-    """mmengine's ``FSDPStrategy``, passing the optimizer state to torch by keyword on resume.
+    """mmengine's ``FSDPStrategy`` with a resume that continues the run exactly.
 
-    mmengine 0.10 calls ``FullyShardedDataParallel.optim_state_dict_to_load(state_dict, model,
-    optimizer)``, the argument order of torch 1.x; torch 2 takes ``(model, optim,
-    optim_state_dict)``, so every resume failed with "TypeError: unhashable type: 'dict'".
+    - mmengine 0.10 calls ``FullyShardedDataParallel.optim_state_dict_to_load(state_dict,
+      model, optimizer)``, the argument order of torch 1.x; torch 2 takes ``(model, optim,
+      optim_state_dict)``, so every resume failed with "TypeError: unhashable type: 'dict'".
+    - On the CPU the full optimizer state is gathered without ``offload_to_cpu`` (see
+      :meth:`optim_state_dict`).
     """
+
+    def optim_state_dict(self) -> dict:
+        """The optimizer state for the checkpoint.
+
+        FSDP gathers each state of a flat parameter (AdamW's ``exp_avg``, then ``exp_avg_sq``)
+        into one reused buffer and offloads views of it with ``.cpu()``, a no-op on a CPU
+        tensor: under mmengine's ``offload_to_cpu=True`` every state but the last came back
+        overwritten by the last, and a resumed run continued with ``exp_avg_sq`` as its first
+        moment. Without the offload FSDP copies each state out of the buffer.
+        """
+        config = self.optim_state_dict_config
+        on_cpu = next(self.model.parameters()).device.type == 'cpu'
+        if not (on_cpu and getattr(config, 'offload_to_cpu', False)):
+            return super().optim_state_dict()
+        with FullyShardedDataParallel.state_dict_type(
+                self.model, self.state_dict_type, self.state_dict_config,
+                dataclasses.replace(config, offload_to_cpu=False)):
+            return FullyShardedDataParallel.optim_state_dict(self.model, self.optim_wrapper)
 
     def load_optim_state_dict(self, state_dict: dict) -> None:
         optim_state_dict = FullyShardedDataParallel.optim_state_dict_to_load(
