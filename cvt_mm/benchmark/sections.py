@@ -356,8 +356,9 @@ def operator_rows(op_lists: List[Optional[List[dict]]], top: int) -> List[List[s
                 row += ['', '']
                 continue
             op = ops[i]
-            row += [op['op'].replace('aten::', '').replace(
-                '_scaled_dot_product_flash_attention_for_cpu', 'SDPA (flash, CPU)'),
+            name = op['op'].replace('aten::', '').replace(
+                '_scaled_dot_product_flash_attention_for_cpu', 'SDPA (flash, CPU)')
+            row += [name.replace(')_backward', ') backward'),
                     f"{op['ms']:.0f} ms, {100 * op['share']:.0f}% ({op['calls']})"]
         rows.append(row)
     return rows

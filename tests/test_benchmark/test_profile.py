@@ -9,10 +9,13 @@ from cvt_mm.benchmark.sections import measure_profile, operator_rows
 def test_operator_rows_rank_each_list_side_by_side_blank_where_short_or_failed():
     ranked = [{'op': 'aten::mm', 'ms': 12.4, 'share': 0.5, 'calls': 3},
               {'op': 'aten::_scaled_dot_product_flash_attention_for_cpu', 'ms': 5.0,
-               'share': 0.2, 'calls': 1}]
-    rows = operator_rows([ranked, ranked[:1], None], top=2)
+               'share': 0.2, 'calls': 1},
+              {'op': 'aten::_scaled_dot_product_flash_attention_for_cpu_backward', 'ms': 4.0,
+               'share': 0.1, 'calls': 1}]
+    rows = operator_rows([ranked, ranked[:1], None], top=3)
     assert rows == [['1', 'mm', '12 ms, 50% (3)', 'mm', '12 ms, 50% (3)', '', ''],
-                    ['2', 'SDPA (flash, CPU)', '5 ms, 20% (1)', '', '', '', '']]
+                    ['2', 'SDPA (flash, CPU)', '5 ms, 20% (1)', '', '', '', ''],
+                    ['3', 'SDPA (flash, CPU) backward', '4 ms, 10% (1)', '', '', '', '']]
 
 
 def test_profile_section_lists_both_models_top_operators_at_both_sizes():
