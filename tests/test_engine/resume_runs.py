@@ -127,13 +127,22 @@ def load(path: Path) -> dict:
     return torch.load(path, map_location='cpu', weights_only=True)
 
 
-def max_difference(first: Path, second: Path) -> float:
-    """The largest absolute difference between the floating-point weights of two
-    checkpoints."""
-    first, second = load(first)['state_dict'], load(second)['state_dict']
-    assert first.keys() == second.keys()
-    return max((first[key].double() - second[key].double()).abs().max().item()
-               for key in first if first[key].is_floating_point())
+def max_difference(first: Path, second: Path, part: str = 'state_dict') -> float:
+    """The largest absolute difference between the floating-point tensors of one part of two
+    checkpoints: the weights, or with ``part='optimizer'`` every state of every parameter."""
+    return largest_difference(load(first)[part], load(second)[part])
+
+
+def largest_difference(first, second) -> float:
+    """The largest absolute difference between the floating-point tensors of two nested dicts
+    with the same keys (other values are not compared)."""
+    if isinstance(first, dict):
+        assert first.keys() == second.keys()
+        return max((largest_difference(first[key], second[key]) for key in first),
+                   default=0.0)
+    if torch.is_tensor(first) and first.is_floating_point() and first.numel():
+        return (first.double() - second.double()).abs().max().item()
+    return 0.0
 
 
 def last_checkpoint(work_dir: Path) -> str:
