@@ -5,6 +5,7 @@
   here, in train mode (BN batch statistics and running-stat updates, gradients) and in eval
   mode;
 * the query chunks of the CPU training attention, against the explicit-softmax reference;
+* the MLP's QuickGELU with its scalings in the linear layers, against the official formula;
 * the chunked inference-time MLP, and inference under autocast.
 
 Timings are the benchmark's business (docs/benchmarks.md); nothing here is timed.
@@ -223,6 +224,27 @@ def test_chunked_inference_mlp_equals_plain(act, monkeypatch):
     monkeypatch.setattr(Mlp, 'chunk_rows', 100)  # several uneven chunks per stage
     with torch.inference_mode():
         assert_outputs_close(expected, model(x))
+
+
+def test_quick_gelu_mlp_trains_as_the_official_formula():
+    """The MLP with QuickGELU (its scalings moved into fc1 and fc2) against the official
+    ``x * sigmoid(1.702 * x)`` between the same linear layers: outputs and every gradient."""
+    torch.manual_seed(0)
+    mlp = Mlp(16, 64, dict(type='QuickGELU')).train()
+    with torch.no_grad():
+        mlp.fc1.bias.normal_(0, 0.5)
+    x = torch.randn(2, 37, 16, requires_grad=True)
+
+    def official(tokens):
+        hidden = mlp.fc1(tokens)
+        return mlp.fc2(hidden * torch.sigmoid(1.702 * hidden))
+
+    results = []
+    for forward in (official, mlp):
+        out = forward(x)
+        grads = torch.autograd.grad(out.pow(2).sum(), [x, *mlp.parameters()])
+        results.append([out.detach(), *grads])
+    assert_outputs_close(*results)
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
