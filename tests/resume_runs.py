@@ -1,6 +1,6 @@
-"""Toy training runs of tools/train.py for test_resume.py and test_preemption.py (not a test
-module): small configs of the toy Mask R-CNN (epoch loop) and UperNet (iteration loop), the
-commands, and the comparisons of their checkpoints."""
+"""Toy training runs of tools/train.py for the resume, preemption and launcher tests (not a
+test module): small configs of the toy Mask R-CNN (epoch loop), UperNet (iteration loop) and
+classifier, the commands, and the comparisons of their checkpoints."""
 import os
 import subprocess
 import sys
@@ -13,7 +13,7 @@ from mmengine.config import Config
 from cvt_mm.datasets import toy_shapes
 from cvt_mm.datasets.toy_configs import shrink_config
 
-TEST_ENGINE_DIR = Path(__file__).resolve().parent
+TESTS_DIR = Path(__file__).resolve().parent
 DETERMINISTIC = ['randomness.seed=0', 'randomness.deterministic=True']
 IMAGE_SIZE = 64
 
@@ -98,7 +98,7 @@ def dump(cfg: Config, path: Path) -> Path:
 
 
 def train_env() -> dict:
-    paths = [str(TEST_ENGINE_DIR)] + [p for p in [os.environ.get('PYTHONPATH')] if p]
+    paths = [str(TESTS_DIR)] + [p for p in [os.environ.get('PYTHONPATH')] if p]
     return dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable,
                 PYTHONPATH=os.pathsep.join(paths))
 

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from helpers import REPO_ROOT, TOOLS_DIR, TOY_IMAGE_SIZE, load_repo_config, toy_config
+import resume_runs
+from helpers import REPO_ROOT, TOOLS_DIR
+from resume_runs import max_difference
 from slurm_gate import slurm_queue
 
 from cvt_mm.datasets import toy_shapes
@@ -30,13 +31,13 @@ def launcher_env(**variables) -> dict:
 
 
 def detection_config(root: Path, num_train: int, max_epochs: int):
-    """The toy Mask R-CNN on ``num_train`` images, one per process and iteration, seeded,
-    without validation (only the weights are compared)."""
-    toy_shapes.make_coco(root / 'coco', num_train=num_train, num_val=2,
-                         image_size=TOY_IMAGE_SIZE, seed=0)
-    cfg = toy_config(load_repo_config('cvt13_maskrcnn_coco.py'), root)
-    cfg.train_dataloader.batch_size = 1
-    cfg.train_cfg.update(max_epochs=max_epochs, val_interval=max_epochs + 1)
+    """The toy Mask R-CNN (resume_runs) on ``num_train`` images, one per process and
+    iteration, a checkpoint every epoch, seeded, without validation (only the weights are
+    compared)."""
+    toy_shapes.make_coco(root / 'coco', num_train=num_train, num_val=1,
+                         image_size=resume_runs.IMAGE_SIZE, seed=0)
+    cfg = resume_runs.detection_config(root, batch_size=1, max_epochs=max_epochs,
+                                       num_workers=0)
     cfg.randomness = dict(seed=0, deterministic=True)
     return cfg
 
@@ -48,16 +49,6 @@ def dump_config(cfg, path: Path, fault: dict = None) -> Path:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [fault]
     cfg.dump(path)
     return path
-
-
-def final_weights(work_dir: Path, checkpoint: str) -> dict:
-    return torch.load(work_dir / checkpoint, map_location='cpu', weights_only=True)['state_dict']
-
-
-def max_abs_difference(weights: dict, reference: dict) -> float:
-    assert weights.keys() == reference.keys()
-    return max((weights[name].double() - reference[name].double()).abs().max().item()
-               for name in reference if reference[name].numel())
 
 
 def wait_for(condition, what: str, timeout: float = TIMEOUT):
@@ -117,8 +108,8 @@ def test_torchrun_restarts_a_killed_worker_and_the_run_resumes(tmp_path):
     assert 'Worker group FAILED. 1/1 attempts left; will restart worker group' in output
     assert output.count('restart 1 of this run: resuming from the newest checkpoint') == 2
     assert output.count('resumed epoch: 1, iter: 1') == 1, output[-4000:]  # rank 0 logs it
-    assert max_abs_difference(final_weights(work_dir, 'epoch_3.pth'),
-                              final_weights(tmp_path / 'reference', 'epoch_3.pth')) == 0.0
+    assert max_difference(work_dir / 'epoch_3.pth',
+                          tmp_path / 'reference' / 'epoch_3.pth') == 0.0
 
 
 def test_torchrun_without_restarts_ends_at_the_first_death(tmp_path):
@@ -230,8 +221,7 @@ def test_slurm_job_warned_mid_epoch_requeues_itself_and_ends_as_uninterrupted(
     assert output.count('SIGUSR1: stopped after iteration 2') == 2  # both tasks, mid-epoch
     assert output.count('restart 1 of this run: resuming') == 2
     assert re.search(r'resumed epoch: 0, iter: 2', output), output[-4000:]
-    assert max_abs_difference(final_weights(work_dir, 'epoch_1.pth'),
-                              final_weights(reference_dir, 'epoch_1.pth')) == 0.0
+    assert max_difference(work_dir / 'epoch_1.pth', reference_dir / 'epoch_1.pth') == 0.0
 
 
 @pytest.mark.slurm
