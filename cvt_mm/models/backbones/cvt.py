@@ -408,24 +408,34 @@ class Mlp(nn.Sequential):
             drop2=nn.Dropout(drop)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        folded = self.folded_parameters()
         # Not under autograd (the same activations would be saved), on a GPU (thousands of
         # small kernels), under torch.compile (inductor fuses the plain form) or ONNX export
         # (the trip count would be frozen at the traced size).
         if (x.device.type != 'cpu' or torch.is_grad_enabled() or torch.compiler.is_compiling()
                 or torch.onnx.is_in_onnx_export()):
-            return self.transform(x)
+            return self.transform(x, folded)
         rows = x.reshape(-1, x.shape[-1]).split(self.chunk_rows)
-        out = torch.cat([self.transform(part) for part in rows])
+        out = torch.cat([self.transform(part, folded) for part in rows])
         return out.view(*x.shape[:-1], -1)
 
-    def transform(self, x: torch.Tensor) -> torch.Tensor:
-        """The MLP on ``x`` in one piece."""
+    def folded_parameters(self) -> Optional[Tuple[torch.Tensor, ...]]:
+        """With QuickGELU: fc1's weight and bias times its scale and fc2's weight divided by
+        it, computed once per call for all the chunks; None for other activations."""
         if not isinstance(self.act, QuickGELU):
-            return super().forward(x)
+            return None
         scale = self.act.scale
         bias = None if self.fc1.bias is None else self.fc1.bias * scale
-        hidden = self.drop1(F.silu(F.linear(x, self.fc1.weight * scale, bias)))
-        return self.drop2(F.linear(hidden, self.fc2.weight / scale, self.fc2.bias))
+        return self.fc1.weight * scale, bias, self.fc2.weight / scale
+
+    def transform(self, x: torch.Tensor,
+                  folded: Optional[Tuple[torch.Tensor, ...]]) -> torch.Tensor:
+        """The MLP on ``x`` in one piece, through ``folded`` parameters where given."""
+        if folded is None:
+            return super().forward(x)
+        fc1_weight, fc1_bias, fc2_weight = folded
+        hidden = self.drop1(F.silu(F.linear(x, fc1_weight, fc1_bias)))
+        return self.drop2(F.linear(hidden, fc2_weight, self.fc2.bias))
 
 
 class CvTBlock(BaseModule):
