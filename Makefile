@@ -9,8 +9,9 @@ env:
 	bash tools/setup_env.sh
 
 # A one-node Slurm on this machine, for the tests marked `slurm` (tools/slurm_train.sh,
-# --launcher slurm), which `make test` skips where no Slurm answers. Needs root: installs
-# Debian's slurm-wlm if missing, writes /etc/slurm/slurm.conf, starts munged, slurmctld, slurmd.
+# tools/slurm_submit.sh, --launcher slurm), which `make test` skips where no Slurm answers; its
+# partition `urgent` preempts the default `local`. Needs root: installs Debian's slurm-wlm if
+# missing, writes /etc/slurm/slurm.conf, starts munged, slurmctld, slurmd.
 slurm:
 	bash tools/ci/start_local_slurm.sh
 

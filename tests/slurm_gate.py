@@ -1,11 +1,12 @@
 """The gate of the tests marked ``slurm`` (a pytest plugin; tests/conftest.py installs its hooks).
 
 A ``slurm`` test runs where a Slurm answers (``sinfo`` lists a node that is idle, mixed or
-allocated) and is skipped elsewhere, with the reason and the command that starts a local
-one-node Slurm. With ``CVT_MM_REQUIRE_SLURM=1`` (CI) the same test fails instead. The
-``slurm`` tests of one run go one at a time across its xdist workers: each asks for the local
-node's every CPU, so a second one would wait in the queue, out of its own time limit. Without
-torch, so that tests/test_tools/test_local_slurm.py's child pytest runs start fast.
+allocated, and the partitions the marker names) and is skipped elsewhere, with the reason and
+the command that starts a local one-node Slurm. With ``CVT_MM_REQUIRE_SLURM=1`` (CI) the same
+test fails instead. The ``slurm`` tests of one run go one at a time across its xdist workers:
+each asks for the local node's every CPU, so a second one would wait in the queue, out of its
+own time limit. Without torch, so that tests/test_tools/test_local_slurm.py's child pytest runs
+start fast.
 """
 import fcntl
 import functools
@@ -43,14 +44,27 @@ def slurm_missing_reason() -> Optional[str]:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def slurm_partitions() -> frozenset:
+    result = subprocess.run(['sinfo', '-h', '-o', '%R'], capture_output=True, text=True,
+                            timeout=30)
+    return frozenset(result.stdout.split())
+
+
 def slurm_gate_message(item) -> Optional[str]:
-    """Why a test marked ``slurm`` cannot run here, or None (unmarked, or a Slurm answers)."""
-    if item.get_closest_marker('slurm') is None:
+    """Why a test marked ``slurm`` cannot run here, or None (unmarked, or a Slurm answers with
+    the partitions the marker names: ``@pytest.mark.slurm(partitions=['urgent'])``)."""
+    marker = item.get_closest_marker('slurm')
+    if marker is None:
         return None
     reason = slurm_missing_reason()
-    if reason is None:
-        return None
-    return f'needs a running Slurm: {reason}; `{ENABLE_SLURM}` starts a local one'
+    if reason is not None:
+        return f'needs a running Slurm: {reason}; `{ENABLE_SLURM}` starts a local one'
+    missing = sorted(set(marker.kwargs.get('partitions', ())) - slurm_partitions())
+    if missing:
+        return (f'needs the Slurm partition(s) {", ".join(missing)}, which sinfo does not list; '
+                f'`{ENABLE_SLURM}` starts the local Slurm with them')
+    return None
 
 
 def slurm_required() -> bool:

@@ -8,8 +8,11 @@
 # tools/train.py checkpoints and exits with 75 on every task. Then: 75 after the warning ->
 # scontrol requeue, the job starts again and resumes (train.py always gets --resume); 0 -> the
 # run finished; anything else -> the run failed, its status is reported and the job ends.
-# A SIGTERM to this shell is Slurm ending the job (scancel, preemption, the time limit): the tasks
-# get it too and checkpoint; requeueing a preempted job is then Slurm's to do (--requeue).
+# Preemption (PreemptMode=REQUEUE) sends SIGTERM to the tasks only: they checkpoint and exit with
+# 75 within the partition's GraceTime, and since a job that ends by itself is not requeued by
+# Slurm, this script requeues it (the job's PreemptTime says it was preempted). A SIGTERM to this
+# shell is Slurm ending the job (scancel, the time limit): the tasks get it too and checkpoint,
+# and the job is not requeued.
 set -uo pipefail
 
 PREEMPTED_EXIT_STATUS=75  # cvt_mm.engine.preemption.PREEMPTED_EXIT_STATUS
@@ -52,7 +55,12 @@ if [[ $status == 0 ]]; then
   log "training finished"
   exit 0
 fi
-if [[ $status == "$PREEMPTED_EXIT_STATUS" && $warned == 1 && $ending == 0 ]]; then
+# scontrol shows PreemptTime=None until Slurm selects the job for preemption.
+preempted() { scontrol show job -o "$SLURM_JOB_ID" | grep -qE '(^| )PreemptTime=[0-9]'; }
+if [[ $status == "$PREEMPTED_EXIT_STATUS" && $ending == 0 ]] && { [[ $warned == 1 ]] || preempted; }; then
+  if [[ $warned == 0 ]]; then
+    log "preempted: the tasks checkpointed on Slurm's SIGTERM"
+  fi
   log "checkpoint saved in $WORK_DIR; requeueing"
   if scontrol requeue "$SLURM_JOB_ID"; then
     exit 0

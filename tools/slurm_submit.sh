@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Submit training as a Slurm batch job that outlives its time limit: SIGNAL_LEAD seconds before
-# the limit Slurm warns the job, every task checkpoints at the same iteration and stops, the job
-# requeues itself, and when it starts again it resumes from that checkpoint on its own.
+# Submit training as a Slurm batch job that outlives its time limit and preemption: SIGNAL_LEAD
+# seconds before the limit Slurm warns the job (or, preempting it, sends the tasks SIGTERM),
+# every task checkpoints at the same iteration and stops, the job requeues itself, and when it
+# starts again it resumes from that checkpoint on its own.
 #
 #   [GPUS=16 GPUS_PER_NODE=8 TIME=2-00:00:00] bash tools/slurm_submit.sh PARTITION JOB_NAME \
 #       CONFIG [WORK_DIR] [tools/train.py arguments ...]

@@ -1,14 +1,17 @@
 """Where the Slurm tests run: tests/slurm_gate.py (installed by tests/conftest.py) skips the
 tests marked ``slurm`` where no Slurm answers (saying why and that `make slurm` starts one),
-fails them under CVT_MM_REQUIRE_SLURM=1 (CI), runs them where one answers;
-tools/ci/start_local_slurm.sh leaves a Slurm config that it did not write alone. Each case runs
-pytest on a one-test file in a child process, with a PATH chosen for it."""
+fails them under CVT_MM_REQUIRE_SLURM=1 (CI), runs them where one answers with the partitions a
+test names; tools/ci/start_local_slurm.sh leaves a Slurm config that it did not write alone, and
+one of its current version running, and asks for root to restart a cluster of an older one. Each
+gate case runs pytest on a one-test file in a child process, with a PATH chosen for it."""
 import os
 import subprocess
 import sys
 
 import pytest
 from helpers import REPO_ROOT, TOOLS_DIR
+
+START_LOCAL_SLURM = TOOLS_DIR / 'ci' / 'start_local_slurm.sh'
 
 SLURM_TEST = '''
 import pytest
@@ -20,9 +23,9 @@ def test_needs_slurm():
 '''
 
 
-def run_slurm_test(tmp_path, path, require=False):
+def run_slurm_test(tmp_path, path, require=False, source=SLURM_TEST):
     test_file = tmp_path / 'test_needs_slurm.py'
-    test_file.write_text(SLURM_TEST)
+    test_file.write_text(source)
     env = {key: value for key, value in os.environ.items() if key != 'CVT_MM_REQUIRE_SLURM'}
     env.update(PATH=path, PYTHONPATH=str(REPO_ROOT / 'tests'))
     if require:
@@ -37,12 +40,14 @@ def run_slurm_test(tmp_path, path, require=False):
     return result.returncode, result.stdout + result.stderr
 
 
-def fake_sinfo(tmp_path, output: str) -> str:
-    """A bin directory whose sinfo prints ``output``, as sinfo does with -h -o %T."""
+def fake_sinfo(tmp_path, states: str, partitions: str = 'local\\n') -> str:
+    """A bin directory whose sinfo prints the node ``states`` as sinfo does with -h -o %T, and
+    the ``partitions`` with -h -o %R."""
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
     sinfo = bin_dir / 'sinfo'
-    sinfo.write_text(f'#!/bin/sh\nprintf "{output}"\n')
+    sinfo.write_text(f'#!/bin/sh\ncase "$*" in\n  *%R*) printf "{partitions}" ;;\n'
+                     f'  *) printf "{states}" ;;\nesac\n')
     sinfo.chmod(0o755)
     return str(bin_dir)
 
@@ -69,6 +74,19 @@ def test_slurm_test_fails_when_slurm_is_required(tmp_path):
     assert '1 failed' in output
     assert 'needs a running Slurm: no sinfo on PATH' in output
     assert 'CVT_MM_REQUIRE_SLURM=1' in output
+
+
+def test_slurm_test_is_skipped_where_slurm_lacks_a_partition_it_names(tmp_path):
+    source = SLURM_TEST.replace('@pytest.mark.slurm', "@pytest.mark.slurm(partitions=['urgent'])")
+    path = os.pathsep.join([fake_sinfo(tmp_path, 'idle\\n', partitions='local\\n'),
+                            os.environ['PATH']])
+    returncode, output = run_slurm_test(tmp_path, path, source=source)
+    assert returncode == 0, output
+    assert '1 skipped' in output
+    assert ('needs the Slurm partition(s) urgent, which sinfo does not list; `make slurm` starts '
+            'the local Slurm with them') in output
+    returncode, output = run_slurm_test(tmp_path, path, source=source, require=True)
+    assert returncode == 1 and '1 failed' in output, output
 
 
 @pytest.mark.slurm
@@ -116,9 +134,53 @@ def test_start_local_slurm_leaves_a_foreign_config_alone(tmp_path):
     followed by an install or a daemon start: the script stops before either."""
     config = tmp_path / 'slurm.conf'
     config.write_text('ClusterName=someone-elses\n')
-    result = subprocess.run(['bash', str(TOOLS_DIR / 'ci' / 'start_local_slurm.sh')],
+    result = subprocess.run(['bash', str(START_LOCAL_SLURM)],
                             env=dict(os.environ, SLURM_CONF=str(config)), capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
     assert f'{config} exists and was not written by this script' in result.stderr
     assert config.read_text() == 'ClusterName=someone-elses\n'
+
+
+def run_start_local_slurm(tmp_path, config, sinfo_states: str):
+    """tools/ci/start_local_slurm.sh on ``config``, where a fake sinfo reports nodes in
+    ``sinfo_states`` and a fake ``id`` says the user is not root: whatever the script decides,
+    it can neither stop nor start the real daemons."""
+    bin_dir = fake_sinfo(tmp_path, sinfo_states)
+    fake_id = tmp_path / 'bin' / 'id'
+    fake_id.write_text('#!/bin/sh\necho 1000\n')
+    fake_id.chmod(0o755)
+    return subprocess.run(['bash', str(START_LOCAL_SLURM)],
+                          env=dict(os.environ, SLURM_CONF=str(config),
+                                   PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}'),
+                          capture_output=True, text=True, timeout=120)
+
+
+def current_config() -> str:
+    result = subprocess.run(['bash', str(START_LOCAL_SLURM), '--print-config'],
+                            capture_output=True, text=True, check=True, timeout=60)
+    return result.stdout
+
+
+def test_start_local_slurm_leaves_a_cluster_of_its_current_config_running(tmp_path):
+    config = tmp_path / 'slurm.conf'
+    config.write_text(current_config())
+    result = run_start_local_slurm(tmp_path, config, 'idle\\n')
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '[local_slurm] slurm already up: ' in result.stdout
+    assert config.read_text() == current_config()
+
+
+def test_start_local_slurm_asks_for_root_to_upgrade_an_older_config_of_its_own(tmp_path):
+    """The config of the script's previous version (no header, no preemption, no partition
+    ``urgent``), its cluster running: the tests of preemption need the current one, and
+    restarting the daemons needs root."""
+    older = ''.join(line for line in current_config().splitlines(keepends=True)
+                    if not line.startswith(('#', 'Preempt', 'PartitionName=urgent')))
+    config = tmp_path / 'slurm.conf'
+    config.write_text(older)
+    result = run_start_local_slurm(tmp_path, config, 'idle\\n')
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'runs an older config of this script' in result.stderr
+    assert "run 'sudo make slurm'" in result.stderr
+    assert config.read_text() == older

@@ -1,7 +1,7 @@
 """Runs that outlive their processes, each ending with the weights of an uninterrupted run:
 tools/dist_train.sh, whose torchrun restarts a worker group after a worker is killed, and
-tools/slurm_submit.sh, whose job is warned by the real local Slurm, requeues itself and resumes.
-The faults come at a known iteration (tests/launcher_faults.py)."""
+tools/slurm_submit.sh, whose job is warned or preempted by the real local Slurm, requeues itself
+and resumes. The faults come at a known iteration (tests/launcher_faults.py)."""
 import os
 import re
 import signal
@@ -155,82 +155,164 @@ def wait_for_end(job_id: str, restarts: int) -> dict:
     return wait_for_job(job_id, ended, f'job {job_id} to end after {restarts} restart(s)')
 
 
-@pytest.fixture
-def submit(tmp_path):
-    """tools/slurm_submit.sh with 2 CPU tasks; returns the job id. Jobs still queued or running
-    when the test ends are cancelled."""
-    jobs = []
+class SlurmJobs:
+    """Submits the tests' jobs: ``train`` (tools/slurm_submit.sh with CPU tasks, on the
+    default partition ``local``) and ``urgent`` (a stand-in job on partition ``urgent``, whose
+    higher PriorityTier preempts jobs of ``local``: tools/ci/start_local_slurm.sh). Each returns
+    the job id."""
 
-    def submit(config, work_dir, *train_args, tasks=2):
+    def __init__(self):
+        self.job_ids = []
+
+    def _submitted(self, stdout: str) -> str:
+        job_id = re.fullmatch(r'Submitted batch job (\d+)\n', stdout).group(1)
+        self.job_ids.append(job_id)
+        return job_id
+
+    def train(self, config, work_dir, *train_args, tasks=2) -> str:
         env = launcher_env(GPUS=str(tasks), GPUS_PER_NODE=str(tasks), CPUS_PER_TASK='1',
                            GRES='', SIGNAL_LEAD='60')
         result = subprocess.run(['bash', str(TOOLS_DIR / 'slurm_submit.sh'), 'local',
                                  'cvt_mm_requeue_test', str(config), str(work_dir), *train_args],
                                 env=env, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
-        job_id = re.fullmatch(r'Submitted batch job (\d+)\n', result.stdout).group(1)
-        jobs.append(job_id)
-        return job_id
+        return self._submitted(result.stdout)
 
-    yield submit
-    for job_id in jobs:
-        subprocess.run(['scancel', job_id], capture_output=True)
+    def urgent(self, command: str, output: Path) -> str:
+        result = subprocess.run(['sbatch', '--partition=urgent', '--ntasks=1',
+                                 f'--output={output}', f'--wrap={command}'],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return self._submitted(result.stdout)
+
+    def cancel_all(self) -> None:
+        for job_id in self.job_ids:
+            subprocess.run(['scancel', job_id], capture_output=True)
 
 
-@pytest.mark.slurm
-def test_slurm_job_warned_mid_epoch_requeues_itself_and_ends_as_uninterrupted(
-        tmp_path, submit):
-    """Two tasks, 2 persistent dataloader workers each, one epoch of three iterations. At
-    iteration 1 the batch shell gets Slurm's warning (what --signal=B:USR1@SIGNAL_LEAD sends
-    ahead of the time limit); the tasks checkpoint and stop, the job requeues itself, starts
-    again, resumes, finishes, and does not requeue again."""
-    cfg = detection_config(tmp_path, num_train=6, max_epochs=1)
-    cfg.train_dataloader.update(num_workers=2, persistent_workers=True)
+@pytest.fixture
+def jobs():
+    """Jobs still queued or running when the test ends are cancelled."""
+    jobs = SlurmJobs()
+    yield jobs
+    jobs.cancel_all()
+
+
+class UninterruptedReference:
+    """The toy of the requeue tests (two tasks, 2 persistent dataloader workers each, one epoch
+    of three iterations) and, computed on first use by a test that holds the Slurm node, the
+    weights of an uninterrupted job of it, which each test compares its interrupted job with."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.cfg = detection_config(root, num_train=6, max_epochs=1)
+        self.cfg.train_dataloader.update(num_workers=2, persistent_workers=True)
+        self.checkpoint = None
+
+    def weights(self, jobs: SlurmJobs) -> Path:
+        if self.checkpoint is None:
+            work_dir = self.root / 'reference'
+            config = dump_config(self.cfg, self.root / 'uninterrupted.py')
+            info = wait_for_end(jobs.train(config, work_dir), restarts=0)
+            log = (work_dir / f'slurm-{info["JobId"]}.out').read_text()
+            assert info['JobState'] == 'COMPLETED', log[-4000:]
+            assert 'training finished' in log and 'requeueing' not in log
+            self.checkpoint = work_dir / 'epoch_1.pth'
+        return self.checkpoint
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+    return UninterruptedReference(tmp_path_factory.mktemp('requeue_toy'))
+
+
+def submit_stopping_at_iteration_1(tmp_path, uninterrupted, jobs, signal_name: str) -> tuple:
+    """Submits the toy whose rank 0 waits for ``signal_name`` before iteration 1 (rank 1 trains
+    on to the same point and waits in the all-reduce); returns the job id and its log once rank
+    0 waits."""
     marker = tmp_path / 'rank0_at_iteration_1'
-    faulty = dump_config(cfg, tmp_path / 'faulty.py', fault=dict(
-        type='WaitForSignalHook', iteration=1, rank=0, marker=str(marker)))
-    uninterrupted = dump_config(cfg, tmp_path / 'uninterrupted.py')
-
-    reference_dir = tmp_path / 'reference'
-    reference = wait_for_end(submit(uninterrupted, reference_dir), restarts=0)
-    reference_log = (reference_dir / f'slurm-{reference["JobId"]}.out').read_text()
-    assert reference['JobState'] == 'COMPLETED', reference_log[-4000:]
-    assert 'training finished' in reference_log and 'requeueing' not in reference_log
-
-    work_dir = tmp_path / 'requeued'
-    job_id = submit(faulty, work_dir)
-    log = work_dir / f'slurm-{job_id}.out'
+    faulty = dump_config(uninterrupted.cfg, tmp_path / 'faulty.py', fault=dict(
+        type='WaitForSignalHook', iteration=1, rank=0, marker=str(marker),
+        signal_name=signal_name))
+    job_id = jobs.train(faulty, tmp_path / 'requeued')
+    log = tmp_path / 'requeued' / f'slurm-{job_id}.out'
     wait_for_job(job_id, lambda info: marker.exists() or info['JobState'] in ENDED_STATES,
                  'rank 0 at iteration 1')
     assert marker.exists(), log.read_text()[-4000:]
-    subprocess.run(['scancel', '--batch', '--signal=USR1', job_id], check=True)
+    return job_id, log
+
+
+def wait_for_requeue(job_id: str, log: Path) -> None:
     def requeued_or_ended(info):
         return info if ((info['JobState'] == 'PENDING' and info['Restarts'] == '1')
                         or info['JobState'] in ENDED_STATES) else None
     info = wait_for_job(job_id, requeued_or_ended, 'the job requeued')
     assert info['JobState'] == 'PENDING', (info, log.read_text()[-4000:])
+
+
+def start_soon(job_id: str) -> None:
     # Slurm makes a requeued job eligible again 121 s later (EligibleTime). Started in the
     # second its previous run ended, slurmd refuses it ("Job credential revoked", the job
     # fails): start it 2 s from now.
     subprocess.run(['scontrol', 'update', f'JobId={job_id}', 'StartTime=now+2'], check=True)
+
+
+def assert_resumed_and_finished(job_id: str, log: Path, signal_name: str, stop_log: str):
+    """The job ran twice, stopped mid-epoch on ``signal_name`` in its first start (``stop_log``
+    names why in the batch script's words), resumed there and finished."""
     info = wait_for_end(job_id, restarts=1)
     output = log.read_text()
     assert info['JobState'] == 'COMPLETED', (info, output[-4000:])
-    assert re.search(r'start 1 on .*warning signal.*requeueing.*start 2 on .*training finished',
+    assert re.search(rf'start 1 on .*{stop_log}.*requeueing.*start 2 on .*training finished',
                      output, re.DOTALL), output[-4000:]
-    assert output.count('SIGUSR1: stopped after iteration 2') == 2  # both tasks, mid-epoch
+    # Both tasks, mid-epoch.
+    assert output.count(f'{signal_name}: stopped after iteration 2') == 2, output[-4000:]
     assert output.count('restart 1 of this run: resuming') == 2
     assert re.search(r'resumed epoch: 0, iter: 2', output), output[-4000:]
-    assert max_difference(work_dir / 'epoch_1.pth', reference_dir / 'epoch_1.pth') == 0.0
 
 
 @pytest.mark.slurm
-def test_slurm_job_that_fails_is_not_requeued(tmp_path, submit):
+def test_slurm_job_warned_mid_epoch_requeues_itself_and_ends_as_uninterrupted(
+        tmp_path, uninterrupted, jobs):
+    """At iteration 1 the batch shell gets Slurm's warning (what --signal=B:USR1@SIGNAL_LEAD
+    sends ahead of the time limit); the tasks checkpoint and stop, the job requeues itself,
+    starts again, resumes, finishes, and does not requeue again."""
+    reference = uninterrupted.weights(jobs)
+    job_id, log = submit_stopping_at_iteration_1(tmp_path, uninterrupted, jobs, 'SIGUSR1')
+    subprocess.run(['scancel', '--batch', '--signal=USR1', job_id], check=True)
+    wait_for_requeue(job_id, log)
+    start_soon(job_id)
+    assert_resumed_and_finished(job_id, log, 'SIGUSR1', 'warning signal')
+    assert max_difference(tmp_path / 'requeued' / 'epoch_1.pth', reference) == 0.0
+
+
+@pytest.mark.slurm(partitions=['urgent'])
+def test_slurm_job_preempted_mid_epoch_requeues_itself_and_ends_as_uninterrupted(
+        tmp_path, uninterrupted, jobs):
+    """At iteration 1 a job of the higher-tier partition ``urgent`` needs a CPU: Slurm preempts
+    the training job (PreemptMode=REQUEUE), which sends SIGTERM to its tasks only; they
+    checkpoint and exit within the partition's GraceTime, the batch script sees the job's
+    PreemptTime and requeues it (Slurm does not requeue a job that ends by itself), the urgent
+    job runs, and the training job starts again, resumes and finishes."""
+    reference = uninterrupted.weights(jobs)
+    job_id, log = submit_stopping_at_iteration_1(tmp_path, uninterrupted, jobs, 'SIGTERM')
+    urgent_output = tmp_path / 'urgent.out'
+    urgent = jobs.urgent('echo urgent job ran', urgent_output)
+    wait_for_requeue(job_id, log)
+    wait_for_job(urgent, lambda info: info['JobState'] in ENDED_STATES, 'the urgent job')
+    assert urgent_output.read_text() == 'urgent job ran\n'
+    start_soon(job_id)
+    assert_resumed_and_finished(job_id, log, 'SIGTERM', 'preempted: the tasks checkpointed')
+    assert max_difference(tmp_path / 'requeued' / 'epoch_1.pth', reference) == 0.0
+
+
+@pytest.mark.slurm
+def test_slurm_job_that_fails_is_not_requeued(tmp_path, jobs):
     cfg = detection_config(tmp_path, num_train=2, max_epochs=1)
     config = dump_config(cfg, tmp_path / 'config.py')
     work_dir = tmp_path / 'work'
-    job_id = submit(config, work_dir, '--cfg-options',
-                    f'train_dataloader.dataset.ann_file={tmp_path}/missing.json', tasks=1)
+    job_id = jobs.train(config, work_dir, '--cfg-options',
+                        f'train_dataloader.dataset.ann_file={tmp_path}/missing.json', tasks=1)
     info = wait_for_end(job_id, restarts=0)
     output = (work_dir / f'slurm-{job_id}.out').read_text()
     assert info['JobState'] == 'FAILED' and info['ExitCode'] == '1:0', output[-4000:]
