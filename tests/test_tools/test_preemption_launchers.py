@@ -1,5 +1,6 @@
 """Runs that outlive their processes, each ending with the weights of an uninterrupted run:
-tools/dist_train.sh, whose torchrun restarts a worker group after a worker is killed, and
+tools/dist_train.sh, whose torchrun restarts a worker group after a worker is killed (on one
+node, and on each of two), and
 tools/slurm_submit.sh, whose job is warned or preempted by the real local Slurm, requeues itself
 and resumes. The faults come at a known iteration (tests/launcher_faults.py)."""
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import resume_runs
-from helpers import REPO_ROOT, TOOLS_DIR
+from helpers import REPO_ROOT, TOOLS_DIR, free_port
 from resume_runs import max_difference
 from slurm_gate import slurm_queue
 
@@ -68,18 +69,38 @@ def wait_for(condition, what: str, timeout: float = TIMEOUT):
 def kill_at_marker(command: list, marker: Path, env: dict) -> tuple:
     """Run ``command``; when a StallForKillHook writes ``marker``, SIGKILL the process it names.
     Returns the exit status and the output."""
-    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, start_new_session=True)
+    [(returncode, output)] = kill_at_marker_on_nodes([(command, env)], marker)
+    return returncode, output
+
+
+def kill_at_marker_on_nodes(nodes: list, marker: Path) -> list:
+    """Run each node's ``(command, env)`` at once; when a StallForKillHook writes ``marker``,
+    SIGKILL the process it names. Returns each node's exit status and output."""
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True) for command, env in nodes]
     try:
-        wait_for(lambda: marker.exists() or run.poll() is not None, f'{marker.name}')
-        assert run.poll() is None, run.communicate()[0][-4000:]
+        wait_for(lambda: marker.exists() or any(run.poll() is not None for run in runs),
+                 f'{marker.name}')
+        for run in runs:
+            assert run.poll() is None, run.communicate()[0][-4000:]
         os.kill(int(marker.read_text()), signal.SIGKILL)
-        output = run.communicate(timeout=TIMEOUT)[0]
+        outputs = [run.communicate(timeout=TIMEOUT)[0] for run in runs]
     finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
-    return run.returncode, output
+        for run in runs:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
+    return [(run.returncode, output) for run, output in zip(runs, outputs)]
+
+
+def two_nodes(config: Path, work_dir: Path, **variables) -> list:
+    """The ``(command, env)`` of each of two dist_train.sh invocations that make one run of two
+    nodes, one process each (NNODES=2, NODE_RANK 0 and 1), meeting on this machine."""
+    port = str(free_port())
+    return [(['bash', str(TOOLS_DIR / 'dist_train.sh'), str(config), '1', '--work-dir',
+              str(work_dir)],
+             launcher_env(NNODES='2', NODE_RANK=str(rank), MASTER_ADDR='127.0.0.1', PORT=port,
+                          **variables)) for rank in (0, 1)]
 
 
 def test_torchrun_restarts_a_killed_worker_and_the_run_resumes(tmp_path):
@@ -108,6 +129,39 @@ def test_torchrun_restarts_a_killed_worker_and_the_run_resumes(tmp_path):
     assert 'Worker group FAILED. 1/1 attempts left; will restart worker group' in output
     assert output.count('restart 1 of this run: resuming from the newest checkpoint') == 2
     assert output.count('resumed epoch: 1, iter: 1') == 1, output[-4000:]  # rank 0 logs it
+    assert max_difference(work_dir / 'epoch_3.pth',
+                          tmp_path / 'reference' / 'epoch_3.pth') == 0.0
+
+
+def test_torchrun_on_two_nodes_restarts_both_after_a_killed_worker(tmp_path):
+    """Two nodes on this machine, as on two machines: rank 1, node 1's only process, is
+    SIGKILLed at the start of iteration 1. Node 0's process loses its peer and fails too, each
+    node's torchrun restarts its group, the two meet again, resume from epoch_1.pth (a shared
+    work directory) and end with the weights of an uninterrupted two-node run."""
+    cfg = detection_config(tmp_path, num_train=2, max_epochs=3)
+    uninterrupted = dump_config(cfg, tmp_path / 'uninterrupted.py')
+    marker = tmp_path / 'rank1_stalled'
+    faulty = dump_config(cfg, tmp_path / 'faulty.py', fault=dict(
+        type='StallForKillHook', iteration=1, rank=1, marker=str(marker)))
+
+    references = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+                  for command, env in two_nodes(uninterrupted, tmp_path / 'reference')]
+    for reference in references:
+        output = reference.communicate(timeout=TIMEOUT)[0]
+        assert reference.returncode == 0, output[-4000:]
+
+    work_dir = tmp_path / 'restarted'
+    nodes = kill_at_marker_on_nodes(
+        two_nodes(faulty, work_dir, MAX_RESTARTS='1', LOGLEVEL='INFO'), marker)
+    for node_rank, (returncode, output) in enumerate(nodes):
+        assert returncode == 0, (node_rank, output[-4000:])
+        assert 'Worker group FAILED. 1/1 attempts left; will restart worker group' in output, \
+            (node_rank, output[-4000:])
+        assert 'restart 1 of this run: resuming from the newest checkpoint' in output
+    # Node 0's process failed of its peer's death, not of a kill of its own.
+    assert 'Connection closed by peer' in nodes[0][1]
+    assert 'resumed epoch: 1, iter: 1' in nodes[0][1]  # rank 0 logs it
     assert max_difference(work_dir / 'epoch_3.pth',
                           tmp_path / 'reference' / 'epoch_3.pth') == 0.0
 
