@@ -1,8 +1,8 @@
 """Runs that outlive their processes, each ending with the weights of an uninterrupted run:
 tools/dist_train.sh, whose torchrun restarts a worker group after a worker is killed (on one
-node, and on each of two), and
-tools/slurm_submit.sh, whose job is warned or preempted by the real local Slurm, requeues itself
-and resumes. The faults come at a known iteration (tests/launcher_faults.py)."""
+node, and on each of two), and tools/slurm_submit.sh, whose job is warned or preempted by the
+real local Slurm, requeues itself and resumes. The faults come at a known iteration
+(tests/launcher_faults.py)."""
 import os
 import re
 import signal
