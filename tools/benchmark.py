@@ -2,8 +2,9 @@
 
 Sections (``--sections``, default all of them, in this order):
 
-  cls      CvT-13 classifier throughput at 224x224 batch 16: cvt_mm (eager and
-           ``switch_to_deploy()``) vs HF, GFLOP/s against the CPU's matmul peak
+  cls      CvT-13 classifier throughput at 224x224 batch 16: cvt_mm (eager, after
+           ``switch_to_deploy()``, eager without Mlp's chunks) vs HF, GFLOP/s against the
+           CPU's matmul peak
   compile  ``torch.compile`` (inductor) of the backbone vs eager
   dense    backbone latency and peak RSS against input size up to 800x1333, vs HF ``CvtModel``
   train    one training step at 800x1333, with and without ``with_cp``

@@ -15,7 +15,6 @@ seconds from the signal to the exit, and the iterations lost.
    checkpoint), and the median iteration time of the run.
 3. What SampleSeededDataset adds to loading one sample.
 """
-import _cli  # noqa: F401,I001  (first: quiets known third-party start-up notices)
 import argparse
 import json
 import os
@@ -24,6 +23,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import _cli  # noqa: F401  (before the libraries: quiets known third-party start-up notices)
 
 import torch
 import torch.distributed as dist

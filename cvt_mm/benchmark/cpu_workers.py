@@ -7,6 +7,7 @@ torch, mmdet and transformers are imported inside the workers, so importing this
 free.
 """
 import copy
+import sys
 import time
 from typing import Callable, Dict, List, Sequence
 
@@ -25,22 +26,29 @@ def cvt_macs(model, shape: Sequence[int]) -> float:
 
 
 def worker_cls(job: dict) -> dict:
-    """HF ``CvtForImageClassification`` vs cvt_mm (eager and ``switch_to_deploy``) on the
-    same weights: interleaved timings, max abs logit differences, MACs, matmul peak.
+    """HF ``CvtForImageClassification`` vs cvt_mm (eager, ``switch_to_deploy``, and eager with
+    ``Mlp``'s chunked CPU inference off) on the same weights: interleaved timings, max abs
+    logit differences, MACs, matmul peak.
 
     Job keys: ``batch``, ``size`` (square side), ``repeats``, ``warmup``, ``arch``.
     """
     import torch
 
+    from cvt_mm.models.backbones.cvt import Mlp
     from cvt_mm.testing import build_hf_and_cvt_mm
     peak = matmul_peak_gflops()
     hf_model, ours = build_hf_and_cvt_mm(arch_settings(job['arch']), 1000, seed=0)
     deployed = copy.deepcopy(ours)
     deployed.backbone.switch_to_deploy()
+    unchunked = copy.deepcopy(ours)  # what Mlp's chunked CPU inference saves
+    for module in unchunked.modules():
+        if isinstance(module, Mlp):
+            module.chunk_rows = sys.maxsize
     images = torch.randn(job['batch'], 3, job['size'], job['size'])
     runners = {'hf': lambda: hf_model(images).logits,
                'cvt_mm': lambda: ours(images, mode='tensor'),
-               'cvt_mm_deploy': lambda: deployed(images, mode='tensor')}
+               'cvt_mm_deploy': lambda: deployed(images, mode='tensor'),
+               'cvt_mm_unchunked': lambda: unchunked(images, mode='tensor')}
     times = {name: [] for name in runners}
     with torch.inference_mode():
         reference = runners['hf']()

@@ -48,7 +48,8 @@ def measure_cls(suite) -> dict:
     hf_median = median(r['times']['hf'])
     rows = []
     names = {'hf': 'HF CvtForImageClassification', 'cvt_mm': 'cvt_mm (eager)',
-             'cvt_mm_deploy': 'cvt_mm (switch_to_deploy)'}
+             'cvt_mm_deploy': 'cvt_mm (switch_to_deploy)',
+             'cvt_mm_unchunked': 'cvt_mm (eager, MLP unchunked)'}
     for key, label in names.items():
         latency = median(r['times'][key])
         throughput = c['cls_batch'] / latency

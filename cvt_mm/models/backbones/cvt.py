@@ -109,8 +109,7 @@ class DepthwiseConvBN(nn.Sequential):
     bottom edges average their real positions only), where a conv stride of ``stride * pool``
     would keep one sample in ``pool`` squared and skip the rest.
 
-    :meth:`fuse_bn` folds the BN into the conv for deployment (same eval outputs). Folding it
-    on the fly in eval mode measured within noise (CvT-13, 224 batch 16 and 800x1333).
+    :meth:`fuse_bn` folds the BN into the conv for deployment (same eval outputs).
     """
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int,
@@ -391,12 +390,10 @@ class Mlp(nn.Sequential):
     With QuickGELU, fc2(silu(1.702 fc1(x)) / 1.702) runs with fc1's weight and bias times 1.702
     and fc2's weight divided by it: the same function, the scalings applied to the parameters
     instead of the hidden activations (4x wider than the tokens and the largest tensors of the
-    network). CvT-13 training step at 800x1333: 10.43 s against 10.71 s (``tools/benchmark.py
-    --sections train``, docs/benchmarks.md).
+    network), which saves two passes over them (docs/benchmarks.md has the figures).
 
     CPU inference runs it ``chunk_rows`` tokens at a time, so that the hidden activations stay
-    in cache: CvT-13 6% less CPU time at 224 batch 16, 5% at 800x1333 (1 thread, against the
-    unchunked MLP).
+    in cache (the ``cls`` section of tools/benchmark.py times it with and without).
     """
 
     chunk_rows = 2048
@@ -600,8 +597,7 @@ class CvT(BaseModule):
         with_cp (bool): Gradient checkpointing per block: less memory, more compute.
             Defaults to False.
         fuse_kv_conv (bool): Deprecated, no effect: k's and v's depthwise convs always run
-            as two convs (the fused grouped conv computed the same and was slower on CPU).
-            Defaults to False.
+            as two convs. Defaults to False.
         init_cfg (dict | List[dict], optional): The initialization config. None gives the
             official init: truncated-normal Linear layers (std 0.02) and unit norms, convs with
             PyTorch's defaults, cls tokens truncated-normal. Defaults to None.
