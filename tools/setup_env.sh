@@ -54,7 +54,7 @@ WHEEL_DIR="$CACHE_DIR/wheels/mmcv-$MMCV_VERSION-torch$TORCH_BUILD-$PY_TAG-$PLATF
 mkdir -p "$WHEEL_DIR"
 
 if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
-  log "no cached mmcv wheel in $WHEEL_DIR: building mmcv $MMCV_VERSION with $OPS_FLAVOUR ops (16 min on 2 cores)"
+  log "no cached mmcv wheel in $WHEEL_DIR: building mmcv $MMCV_VERSION with $OPS_FLAVOUR ops (9-20 min on 2 cores)"
   BUILD_DIR="$(mktemp -d)"
   trap 'rm -rf "$BUILD_DIR"' EXIT
   "${PIP[@]}" download --quiet --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$BUILD_DIR"
