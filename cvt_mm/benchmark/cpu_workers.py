@@ -118,12 +118,17 @@ def worker_compile(job: dict) -> dict:
 def worker_train(job: dict) -> dict:
     """Time and peak RSS of forward + backward of the backbone in train mode.
 
-    Job keys: ``with_cp`` (bool), ``size`` ([h, w]), ``repeats``, ``warmup``, ``arch``.
+    Job keys: ``with_cp`` (bool), ``query_chunks`` (``ConvAttention.train_query_chunks``: None
+    the model's choice, 1 none), ``size`` ([h, w]), ``repeats``, ``warmup``, ``arch``.
     """
     import torch
 
+    from cvt_mm.models.backbones.cvt import ConvAttention
     memory = MemoryTracker()
     model, _ = build_backbone('cvt_mm', job['arch'], with_cp=job['with_cp'])
+    for module in model.modules():
+        if isinstance(module, ConvAttention):
+            module.train_query_chunks = job['query_chunks']
     model.train()
     image = torch.randn(1, 3, *job['size'])
     memory.built()

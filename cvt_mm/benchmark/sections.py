@@ -153,17 +153,18 @@ def measure_dense(suite) -> dict:
 
 
 def measure_train(suite) -> dict:
-    """One training step of the backbone, with and without ``with_cp``."""
+    """One training step of the backbone, with and without ``with_cp``, and without the CPU
+    attention's query chunks."""
     c = suite.cfg
     rows, raw = [], []
-    for with_cp in (False, True):
+    for with_cp, query_chunks in ((False, None), (True, None), (False, 1)):
         r = suite.spawn('train', size=list(c['train_size']), with_cp=with_cp,
-                        repeats=max(1, c['repeats'] // 2))
+                        query_chunks=query_chunks, repeats=max(1, c['repeats'] // 2))
         if r is None:
             continue
-        raw.append(dict(with_cp=with_cp, **r))
-        rows.append(['yes' if with_cp else 'no', f"{median(r['times']):.2f}",
-                     f"{r['peak_rss_mb'] / 1024:.2f}",
+        raw.append(dict(with_cp=with_cp, query_chunks=query_chunks, **r))
+        rows.append(['yes' if with_cp else 'no', 'off' if query_chunks == 1 else 'on',
+                     f"{median(r['times']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}",
                      f"{(r['peak_rss_mb'] - r['rss_built_mb']) / 1024:.2f}"])
     if not rows:
         return dict(tables=[], raw=raw)
@@ -171,7 +172,9 @@ def measure_train(suite) -> dict:
     return dict(raw=raw, tables=[table(
         f"Training step (forward + backward), CvT-{suite.arch_name} backbone, "
         f"{size[0]}x{size[1]}, batch 1",
-        ['with_cp', 's / step', 'peak RSS GB', 'above baseline GB'], rows)])
+        ['with_cp', 'query chunks', 's / step', 'peak RSS GB', 'above baseline GB'], rows,
+        ['Query chunks: the CPU attention runs its queries in chunks that share k and v, '
+         'so that its backward keeps every thread busy (ConvAttention.train_query_chunks).'])])
 
 
 def measure_det(suite) -> dict:

@@ -15,7 +15,13 @@ from helpers import TOOLS_DIR, load_repo_config, toy_config
 from mmpretrain.registry import MODELS as CLS_MODELS
 
 from cvt_mm.apis import classifier_cfg
-from cvt_mm.deploy import DYNAMIC_AXES, DynamicAdaptiveAvgPool2d, export_onnx, onnx_max_diffs
+from cvt_mm.deploy import (
+    DYNAMIC_AXES,
+    DynamicAdaptiveAvgPool2d,
+    build_task_model,
+    export_onnx,
+    onnx_max_diffs,
+)
 from cvt_mm.models.backbones.cvt import CvT, Mlp
 from cvt_mm.testing import TINY_ARCH, randomize_norms
 
@@ -150,3 +156,27 @@ def test_the_tool_exports_upernet_and_mask_rcnn_features(scope, tmp_path):
     assert len(diffs) == len(shapes), result.stdout
     assert max(diffs) < TOLERANCE, result.stdout
     assert out.is_file()
+
+
+class FeaturesAndRPNMaps(nn.Module):
+    """A Mask R-CNN's backbone + FPN and its RPN head's raw maps (objectness scores and box
+    deltas per level): what a deployment that decodes the proposals outside the graph runs."""
+
+    def __init__(self, detector: nn.Module):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, inputs: torch.Tensor):
+        features = self.detector.extract_feat(inputs)
+        scores, deltas = self.detector.rpn_head(features)
+        return (*features, *scores, *deltas)
+
+
+def test_mask_rcnn_rpn_head_maps_export_at_any_batch_and_size(tmp_path):
+    cfg = toy_config(load_repo_config(DENSE_CONFIGS['mmdet']), tmp_path / 'data')
+    detector, _ = build_task_model(cfg)
+    module = FeaturesAndRPNMaps(detector).eval()
+    path = tmp_path / 'rpn.onnx'
+    plain_export(module, path)
+    assert len(onnx.load(str(path)).graph.output) == 5 * 3  # 5 FPN levels, 3 maps each
+    assert_close_at_all_sizes(module, path)

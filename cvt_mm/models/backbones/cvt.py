@@ -203,6 +203,10 @@ class ConvAttention(BaseModule):
         init_cfg (dict, optional): The initialization config. Defaults to None.
     """
 
+    # Query chunks of a CPU attention in training: None lets backward_query_chunks() choose,
+    # 1 turns the chunks off (the train section of tools/benchmark.py times both).
+    train_query_chunks: Optional[int] = None
+
     def __init__(self, embed_dims: int, num_heads: int, with_cls_token: bool,
                  method: str = 'dw_bn', kernel_size: int = 3, stride_q: int = 1,
                  stride_kv: int = 2, padding_q: int = 1, padding_kv: int = 1,
@@ -313,7 +317,7 @@ class ConvAttention(BaseModule):
         batch, length, channels = q.shape
         chunks = 1
         if self.training and mask is None and q.requires_grad and q.device.type == 'cpu':
-            chunks = backward_query_chunks(batch * self.num_heads)
+            chunks = self.train_query_chunks or backward_query_chunks(batch * self.num_heads)
         if chunks > 1:
             padded = -(-length // chunks) * chunks
             if padded != length:  # zero_pad copies q even when it adds nothing
