@@ -7,7 +7,8 @@ Sections (``--sections``, default all of them, in this order):
            CPU's matmul peak
   compile  ``torch.compile`` (inductor) of the backbone vs eager
   dense    backbone latency and peak RSS against input size up to 800x1333, vs HF ``CvtModel``
-  train    one training step at 800x1333, with and without ``with_cp``
+  train    one training step at 800x1333, with and without ``with_cp``, and without the
+           CPU attention's query chunks
   det      Mask R-CNN per 800x1333 image: CvT-13, its fast config, mmdet's Swin-T and R-50
   det_train  one Mask R-CNN training step per 800x1216 image, the same four (CvT with_cp off
            and on), with the backward profiled per stage and per operator
