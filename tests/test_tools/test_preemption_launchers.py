@@ -133,6 +133,15 @@ def test_torchrun_restarts_a_killed_worker_and_the_run_resumes(tmp_path):
                           tmp_path / 'reference' / 'epoch_3.pth') == 0.0
 
 
+def run_nodes(nodes: list) -> list:
+    """Run each node's ``(command, env)`` at once; returns each node's exit status and
+    output."""
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for command, env in nodes]
+    return [(run.returncode, output) for run, output in
+            ((run, run.communicate(timeout=TIMEOUT)[0]) for run in runs)]
+
+
 def test_torchrun_on_two_nodes_restarts_both_after_a_killed_worker(tmp_path):
     """Two nodes on this machine, as on two machines: rank 1, node 1's only process, is
     SIGKILLed at the start of iteration 1. Node 0's process loses its peer and fails too, each
@@ -144,12 +153,8 @@ def test_torchrun_on_two_nodes_restarts_both_after_a_killed_worker(tmp_path):
     faulty = dump_config(cfg, tmp_path / 'faulty.py', fault=dict(
         type='StallForKillHook', iteration=1, rank=1, marker=str(marker)))
 
-    references = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
-                  for command, env in two_nodes(uninterrupted, tmp_path / 'reference')]
-    for reference in references:
-        output = reference.communicate(timeout=TIMEOUT)[0]
-        assert reference.returncode == 0, output[-4000:]
+    for returncode, output in run_nodes(two_nodes(uninterrupted, tmp_path / 'reference')):
+        assert returncode == 0, output[-4000:]
 
     work_dir = tmp_path / 'restarted'
     nodes = kill_at_marker_on_nodes(
@@ -162,6 +167,34 @@ def test_torchrun_on_two_nodes_restarts_both_after_a_killed_worker(tmp_path):
     # Node 0's process failed of its peer's death, not of a kill of its own.
     assert 'Connection closed by peer' in nodes[0][1]
     assert 'resumed epoch: 1, iter: 1' in nodes[0][1]  # rank 0 logs it
+    assert max_difference(work_dir / 'epoch_3.pth',
+                          tmp_path / 'reference' / 'epoch_3.pth') == 0.0
+
+
+def test_two_nodes_stop_together_on_a_signal_to_one_and_resume(tmp_path):
+    """Two nodes on this machine: node 1's process gets SIGTERM as iteration 2 of 3 starts
+    (PreemptionDrillHook). Both processes stop after it and save it, each node's torchrun
+    ends (without restarts: MAX_RESTARTS=0, as for a run that Slurm or a user stops), and the
+    same commands with --resume finish with the weights of an uninterrupted two-node run."""
+    cfg = detection_config(tmp_path, num_train=2, max_epochs=3)
+    uninterrupted = dump_config(cfg, tmp_path / 'uninterrupted.py')
+    signalled = dump_config(cfg, tmp_path / 'signalled.py', fault=dict(
+        type='PreemptionDrillHook', iteration=2, rank=1, signal='SIGTERM'))
+    for returncode, output in run_nodes(two_nodes(uninterrupted, tmp_path / 'reference')):
+        assert returncode == 0, output[-4000:]
+
+    work_dir = tmp_path / 'stopped'
+    for node_rank, (returncode, output) in enumerate(
+            run_nodes(two_nodes(signalled, work_dir, MAX_RESTARTS='0'))):
+        assert returncode != 0, (node_rank, output[-4000:])  # torchrun reports the 75 as a failure
+        assert 'SIGTERM: stopped after iteration 2 (' in output, (node_rank, output[-4000:])
+    assert (work_dir / 'last_checkpoint').read_text().strip().endswith('iter_2.pth')
+    assert not (work_dir / 'epoch_3.pth').exists()
+    nodes = run_nodes([(command + ['--resume'], env)
+                       for command, env in two_nodes(uninterrupted, work_dir, MAX_RESTARTS='0')])
+    for returncode, output in nodes:
+        assert returncode == 0, output[-4000:]
+    assert 'resumed epoch: 1, iter: 2' in nodes[0][1], nodes[0][1][-4000:]
     assert max_difference(work_dir / 'epoch_3.pth',
                           tmp_path / 'reference' / 'epoch_3.pth') == 0.0
 
