@@ -163,12 +163,13 @@ def current_config() -> str:
 
 
 def test_start_local_slurm_leaves_a_cluster_of_its_current_config_running(tmp_path):
+    current = current_config()
     config = tmp_path / 'slurm.conf'
-    config.write_text(current_config())
+    config.write_text(current)
     result = run_start_local_slurm(tmp_path, config, 'idle\\n')
     assert result.returncode == 0, result.stdout + result.stderr
     assert '[local_slurm] slurm already up: ' in result.stdout
-    assert config.read_text() == current_config()
+    assert config.read_text() == current
 
 
 def test_start_local_slurm_asks_for_root_to_upgrade_an_older_config_of_its_own(tmp_path):

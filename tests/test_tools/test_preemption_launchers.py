@@ -73,11 +73,25 @@ def kill_at_marker(command: list, marker: Path, env: dict) -> tuple:
     return returncode, output
 
 
+def start_nodes(nodes: list) -> list:
+    """Start each node's ``(command, env)``, each in a session of its own (its process group
+    can be killed whole), output and errors in one pipe."""
+    return [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True) for command, env in nodes]
+
+
+def run_nodes(nodes: list) -> list:
+    """Run each node's ``(command, env)`` at once; returns each node's exit status and
+    output."""
+    runs = start_nodes(nodes)
+    outputs = [run.communicate(timeout=TIMEOUT)[0] for run in runs]
+    return [(run.returncode, output) for run, output in zip(runs, outputs)]
+
+
 def kill_at_marker_on_nodes(nodes: list, marker: Path) -> list:
     """Run each node's ``(command, env)`` at once; when a StallForKillHook writes ``marker``,
     SIGKILL the process it names. Returns each node's exit status and output."""
-    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, start_new_session=True) for command, env in nodes]
+    runs = start_nodes(nodes)
     try:
         wait_for(lambda: marker.exists() or any(run.poll() is not None for run in runs),
                  f'{marker.name}')
@@ -133,28 +147,27 @@ def test_torchrun_restarts_a_killed_worker_and_the_run_resumes(tmp_path):
                           tmp_path / 'reference' / 'epoch_3.pth') == 0.0
 
 
-def run_nodes(nodes: list) -> list:
-    """Run each node's ``(command, env)`` at once; returns each node's exit status and
-    output."""
-    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True) for command, env in nodes]
-    return [(run.returncode, output) for run, output in
-            ((run, run.communicate(timeout=TIMEOUT)[0]) for run in runs)]
+@pytest.fixture(scope='module')
+def two_node_toy(tmp_path_factory) -> tuple:
+    """The toy of the two-node tests (two images, three one-iteration epochs) and the final
+    checkpoint of an uninterrupted two-node run of it."""
+    root = tmp_path_factory.mktemp('two_nodes')
+    cfg = detection_config(root, num_train=2, max_epochs=3)
+    uninterrupted = dump_config(cfg, root / 'uninterrupted.py')
+    for returncode, output in run_nodes(two_nodes(uninterrupted, root / 'reference')):
+        assert returncode == 0, output[-4000:]
+    return cfg, root / 'reference' / 'epoch_3.pth'
 
 
-def test_torchrun_on_two_nodes_restarts_both_after_a_killed_worker(tmp_path):
+def test_torchrun_on_two_nodes_restarts_both_after_a_killed_worker(tmp_path, two_node_toy):
     """Two nodes on this machine, as on two machines: rank 1, node 1's only process, is
     SIGKILLed at the start of iteration 1. Node 0's process loses its peer and fails too, each
     node's torchrun restarts its group, the two meet again, resume from epoch_1.pth (a shared
     work directory) and end with the weights of an uninterrupted two-node run."""
-    cfg = detection_config(tmp_path, num_train=2, max_epochs=3)
-    uninterrupted = dump_config(cfg, tmp_path / 'uninterrupted.py')
+    cfg, reference = two_node_toy
     marker = tmp_path / 'rank1_stalled'
     faulty = dump_config(cfg, tmp_path / 'faulty.py', fault=dict(
         type='StallForKillHook', iteration=1, rank=1, marker=str(marker)))
-
-    for returncode, output in run_nodes(two_nodes(uninterrupted, tmp_path / 'reference')):
-        assert returncode == 0, output[-4000:]
 
     work_dir = tmp_path / 'restarted'
     nodes = kill_at_marker_on_nodes(
@@ -167,21 +180,18 @@ def test_torchrun_on_two_nodes_restarts_both_after_a_killed_worker(tmp_path):
     # Node 0's process failed of its peer's death, not of a kill of its own.
     assert 'Connection closed by peer' in nodes[0][1]
     assert 'resumed epoch: 1, iter: 1' in nodes[0][1]  # rank 0 logs it
-    assert max_difference(work_dir / 'epoch_3.pth',
-                          tmp_path / 'reference' / 'epoch_3.pth') == 0.0
+    assert max_difference(work_dir / 'epoch_3.pth', reference) == 0.0
 
 
-def test_two_nodes_stop_together_on_a_signal_to_one_and_resume(tmp_path):
+def test_two_nodes_stop_together_on_a_signal_to_one_and_resume(tmp_path, two_node_toy):
     """Two nodes on this machine: node 1's process gets SIGTERM as iteration 2 of 3 starts
     (PreemptionDrillHook). Both processes stop after it and save it, each node's torchrun
     ends (without restarts: MAX_RESTARTS=0, as for a run that Slurm or a user stops), and the
     same commands with --resume finish with the weights of an uninterrupted two-node run."""
-    cfg = detection_config(tmp_path, num_train=2, max_epochs=3)
+    cfg, reference = two_node_toy
     uninterrupted = dump_config(cfg, tmp_path / 'uninterrupted.py')
     signalled = dump_config(cfg, tmp_path / 'signalled.py', fault=dict(
         type='PreemptionDrillHook', iteration=2, rank=1, signal='SIGTERM'))
-    for returncode, output in run_nodes(two_nodes(uninterrupted, tmp_path / 'reference')):
-        assert returncode == 0, output[-4000:]
 
     work_dir = tmp_path / 'stopped'
     for node_rank, (returncode, output) in enumerate(
@@ -195,8 +205,7 @@ def test_two_nodes_stop_together_on_a_signal_to_one_and_resume(tmp_path):
     for returncode, output in nodes:
         assert returncode == 0, output[-4000:]
     assert 'resumed epoch: 1, iter: 2' in nodes[0][1], nodes[0][1][-4000:]
-    assert max_difference(work_dir / 'epoch_3.pth',
-                          tmp_path / 'reference' / 'epoch_3.pth') == 0.0
+    assert max_difference(work_dir / 'epoch_3.pth', reference) == 0.0
 
 
 def test_torchrun_without_restarts_ends_at_the_first_death(tmp_path):
