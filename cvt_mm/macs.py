@@ -3,14 +3,16 @@
 mmengine's FlopAnalyzer (fvcore's counting rules: one fused multiply-add is one "flop") has no
 handle for ``aten::scaled_dot_product_attention`` nor ``aten::baddbmm``, so a model using SDPA
 would be reported without its two attention matmuls (and cvt_mm's fused k/v projection without
-its matmul). This module adds those handles.
+its matmul). This module adds those handles, and counts a training step (forward and backward)
+with torch's FlopCounterMode, which knows the backward operators.
 """
-from typing import Any, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 
 def sdpa_macs(inputs: List[Any], outputs: List[Any]) -> int:
@@ -48,3 +50,37 @@ def count_macs(model: nn.Module, inputs: Tuple[torch.Tensor, ...],
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     return analyzer
+
+
+def cpu_flash_attention_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    """SDPA's CPU flash kernel: q @ k^T and attn @ v (torch counts its other kernels so)."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def cpu_flash_attention_backward_flops(grad_out_shape, query_shape, key_shape, value_shape,
+                                       *args, **kwargs) -> int:
+    """The kernel's backward: five products, the attention weights recomputed among them."""
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+# FlopCounterMode has formulas for the CUDA attention kernels only.
+CPU_ATTENTION_FLOPS: Dict[Any, Callable[..., int]] = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash_attention_flops,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
+        cpu_flash_attention_backward_flops,
+}
+
+
+def training_macs(model: nn.Module, inputs: torch.Tensor) -> int:
+    """Multiply-accumulates of one forward and backward of ``model(inputs)`` (its outputs'
+    gradients all ones): matrix products, convolutions and attention, forward and backward,
+    as the operators run them (the CPU flash kernel's backward recomputes the attention
+    weights). Gradients are left in the parameters' ``.grad``; BN running statistics are
+    updated once."""
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
+        outputs = model(inputs)
+        if isinstance(outputs, torch.Tensor):
+            outputs = (outputs, )
+        outputs = [out for out in outputs if out.requires_grad]
+        torch.autograd.backward(outputs, [torch.ones_like(out) for out in outputs])
+    return counter.get_total_flops() // 2

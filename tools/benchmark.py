@@ -20,7 +20,7 @@ With ``--device cuda`` (or ``cpu``) the default is the device section instead, o
            compiled ops, and checks of cvt_mm on the device against its CPU output (a failed
            check makes the exit status 1); stored as ``device-cuda`` (``device-cpu``)
 
-    python tools/benchmark.py                          # everything (~15 min on 2 cores)
+    python tools/benchmark.py                          # everything (~40 min on 2 cores)
     python tools/benchmark.py --sections cls dense     # some sections; the others are kept
     python tools/benchmark.py --render-only            # re-render the docs from the data
     python tools/benchmark.py --quick                  # tiny models and sizes, a smoke test

@@ -279,7 +279,8 @@ def worker_det_train(job: dict) -> dict:
     ``boxes`` ground-truth boxes and masks (:func:`.builders.detection_training_batch`),
     forward with losses, backward, the config's optimizer step. Times and peak RSS (on CUDA,
     peak device memory); with ``profile``, each backbone stage's forward and backward time
-    and the backward's top operators (:func:`profile_training_step`).
+    and the backward's top operators (:func:`profile_training_step`), and the backbone's
+    arithmetic against this CPU's matmul peak (:func:`backbone_arithmetic`).
 
     Job keys: ``config`` and ``backbone_options`` (see :func:`.builders.build_detector`),
     ``size`` ([h, w]), ``boxes``, ``device`` (default 'cpu'), ``profile`` (bool), ``top``,
@@ -310,7 +311,20 @@ def worker_det_train(job: dict) -> dict:
     result['peak_device_mb'] = peak_memory_mb(device)
     if job.get('profile'):
         result.update(profile_training_step(model, batch, optim_wrapper, job.get('top', 10)))
+        result.update(backbone_arithmetic(model.backbone, batch['inputs']))
+        optim_wrapper.zero_grad()
     return result
+
+
+def backbone_arithmetic(backbone, inputs) -> dict:
+    """The backbone's multiply-accumulates in one training step (:func:`cvt_mm.macs.
+    training_macs`) and this CPU's matmul peak: at that peak, the least time the step's
+    backbone could take."""
+    from cvt_mm.macs import training_macs
+    peak = matmul_peak_gflops()
+    macs = training_macs(backbone, inputs)
+    return dict(backbone_training_macs=macs, matmul_peak_gflops=peak,
+                matmul_peak_after=matmul_peak_gflops())
 
 
 def profile_training_step(model, batch: dict, optim_wrapper, top: int) -> dict:

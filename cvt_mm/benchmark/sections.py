@@ -245,16 +245,32 @@ DEVICE_DET_TRAIN_RUNS = ('CvT-13', 'CvT-13 fast', 'Swin-T', 'R-50')
 def measure_det_train(suite) -> dict:
     """One Mask R-CNN training step per image: CvT-13 (with_cp off and on), the fast config,
     mmdet's Swin-T and R-50, each in its own process; the profiled runs' stages and
-    backward operators."""
-    results = {}
-    for label in DET_TRAIN_RUNS:
-        r = spawn_det_train(suite, label, profile=label in DET_TRAIN_PROFILED, top=8,
-                            repeats=suite.cfg['det_train_repeats'])
-        if r is not None:
-            results[label] = r
+    backward operators.
+
+    The runs take turns: ``det_train_rounds`` rounds of a fresh process per run, each timing
+    ``det_train_repeats`` steps, so that every run's steps spread over the whole section and
+    a CPU whose speed drifts (a shared virtual machine's) slows them alike. The last round
+    profiles; peak RSS is the largest of a run's processes.
+    """
+    rounds: Dict[str, List[dict]] = {label: [] for label in DET_TRAIN_RUNS}
+    for last in [False] * (suite.cfg['det_train_rounds'] - 1) + [True]:
+        for label in DET_TRAIN_RUNS:
+            r = spawn_det_train(suite, label, profile=last and label in DET_TRAIN_PROFILED,
+                                top=8, repeats=suite.cfg['det_train_repeats'])
+            if r is not None:
+                rounds[label].append(r)
+    results = {label: merge_rounds(runs) for label, runs in rounds.items() if runs}
     if not results:
         return dict(tables=[], raw=results)
     return dict(raw=results, tables=det_train_tables(suite, results))
+
+
+def merge_rounds(runs: List[dict]) -> dict:
+    """One run's processes as one result: the last one's (it profiled), every process's step
+    times, and the RSS figures of the process that peaked highest."""
+    highest = max(runs, key=lambda r: r['peak_rss_mb'])
+    return dict(runs[-1], times=[t for r in runs for t in r['times']],
+                peak_rss_mb=highest['peak_rss_mb'], rss_built_mb=highest['rss_built_mb'])
 
 
 def spawn_det_train(suite, label: str, **job) -> Optional[dict]:
@@ -273,23 +289,26 @@ def det_train_tables(suite, results: Dict[str, dict]) -> List[dict]:
     rows = []
     for label, r in results.items():
         step = median(r['times'])
-        rows.append([label, f'{step:.2f}',
+        rows.append([label, f'{step:.2f}', f"{min(r['times']):.2f}-{max(r['times']):.2f}",
                      '-' if baseline is None else f"{step / median(baseline['times']):.2f}x",
                      f"{r['peak_rss_mb'] / 1024:.2f}",
                      f"{(r['peak_rss_mb'] - r['rss_built_mb']) / 1024:.2f}", r['optimizer']])
     tables = [table(
         f"Mask R-CNN training step per {size} image ({c['det_train_boxes']} boxes and masks), "
         f"random weights, {suite.threads} threads",
-        ['model', 's / step (median)', f'vs {DET_TRAIN_BASELINE}', 'peak RSS GB',
+        ['model', 's / step (median)', 'fastest-slowest s', f'vs {DET_TRAIN_BASELINE}',
+         'peak RSS GB',
          'above baseline GB', 'optimizer'], rows,
-        [f"Median of {c['det_train_repeats']} steps after a warm-up: forward with losses, "
-         "backward, the config's optimizer step."])]
+        [f"Median of {c['det_train_rounds'] * c['det_train_repeats']} steps, "
+         f"{c['det_train_repeats']} after a warm-up in each of {c['det_train_rounds']} "
+         "processes per model, the models taking turns: forward with losses, backward, the "
+         "config's optimizer step. Peak RSS: the highest of a model's processes."])]
     profiled = {label: results[label] for label in DET_TRAIN_PROFILED
                 if label in results and 'stage_times' in results[label]}
     if not profiled:
         return tables
     width = max(len(r['stage_times']) for r in profiled.values())  # ResNet has four
-    stage_rows = []
+    stage_rows, bound_rows = [], []
     for label, r in profiled.items():
         stages = list(r['stage_times'].values())
         backbone = sum(t['backward'] for t in stages)
@@ -298,12 +317,28 @@ def det_train_tables(suite, results: Dict[str, dict]) -> List[dict]:
             [''] * (width - len(stages)) +
             [f'{backbone:.2f}', f"{r['backward_time'] - backbone:.2f}",
              f"{r['backward_time']:.2f}"])
+        if 'backbone_training_macs' in r:
+            bound_rows.append(arithmetic_bound_row(label, r, stages, baseline))
     tables.append(table(
         f'Training step per stage at {size}: forward / backward seconds',
         ['model'] + [f'stage {i + 1}' for i in range(width)] +
         ['backbone backward s', 'rest of backward s (neck, heads)', 'backward s'], stage_rows,
         ['One step timed by module hooks, the backbone input requiring a gradient so that '
          "stage 1's backward ends when its input's gradient is computed."]))
+    if bound_rows:
+        tables.append(table(
+            f"The backbones' arithmetic in one training step at {size}",
+            ['model', 'backbone GMACs (forward + backward)', 'at the matmul peak s',
+             'stages forward + backward s', 'share of the peak',
+             f'step at that bound vs {DET_TRAIN_BASELINE}'], bound_rows,
+            ["GMACs counted by torch's FlopCounterMode (cvt_mm.macs.training_macs): matrix "
+             "products, convolutions and attention as their kernels run them, the CPU flash "
+             "kernel's backward recomputing the attention weights. At the matmul peak: "
+             "2 x MACs over the worker's fp32 matmul peak (the larger of before and after). "
+             "Stages: the per-stage table's sum. Step at that bound: the median step with the "
+             "stages' time replaced by the time at the peak, over the baseline's median "
+             "step: what the model would cost if its backbone ran at the matmul peak and the "
+             "rest of the step as measured."]))
     op_lists = [r['backward_ops'] for r in profiled.values()]
     op_rows = operator_rows(op_lists, max(len(ops) for ops in op_lists))
     columns = ['#']
@@ -314,6 +349,20 @@ def det_train_tables(suite, results: Dict[str, dict]) -> List[dict]:
         columns, op_rows, ['Self CPU time under torch.profiler, one backward after the timed '
                            'steps; shares of all its operators\' self time.']))
     return tables
+
+
+def arithmetic_bound_row(label: str, r: dict, stages: List[dict],
+                         baseline: Optional[dict]) -> list:
+    """A row of the det_train section's arithmetic table (see its note)."""
+    peak = max(r['matmul_peak_gflops'], r['matmul_peak_after'])
+    at_peak = 2 * r['backbone_training_macs'] / (peak * 1e9)
+    measured = sum(t['forward'] + t['backward'] for t in stages)
+    bound = '-'
+    if baseline is not None:
+        step = median(r['times']) - measured + at_peak
+        bound = f"{step / median(baseline['times']):.2f}x"
+    return [label, f"{r['backbone_training_macs'] / 1e9:.4g}", f'{at_peak:.2f}',
+            f'{measured:.2f}', f'{at_peak / measured:.0%}', bound]
 
 
 def det_efficiency_table(suite, results: Dict[str, dict], bf16: bool, main: str,

@@ -10,8 +10,11 @@ from cvt_mm.benchmark.runner import settings
 from cvt_mm.benchmark.sections import (
     DET_TRAIN_PROFILED,
     DET_TRAIN_RUNS,
+    DETECTORS,
+    arithmetic_bound_row,
     device_det_train_table,
     measure_det_train,
+    merge_rounds,
 )
 
 
@@ -53,13 +56,63 @@ def test_profiled_runs_time_each_stage_and_list_backward_operators(det_train):
 
 def test_tables_compare_every_run_with_swin(det_train):
     _, section = det_train
-    steps, stages, ops = section['tables']
+    steps, stages, arithmetic, ops = section['tables']
     assert [row[0] for row in steps['rows']] == list(DET_TRAIN_RUNS)
     swin = next(row for row in steps['rows'] if row[0] == 'Swin-T')
-    assert swin[2] == '1.00x'
+    assert swin[3] == '1.00x'
+    assert all(len(row) == len(steps['columns']) for row in steps['rows'])
     assert [row[0] for row in stages['rows']] == list(DET_TRAIN_PROFILED)
     assert all(len(row) == len(stages['columns']) for row in stages['rows'])
     assert len(ops['columns']) == 1 + 2 * len(DET_TRAIN_PROFILED)
+    assert [row[0] for row in arithmetic['rows']] == list(DET_TRAIN_PROFILED)
+    assert all(float(row[1]) > 0 for row in arithmetic['rows'])
+
+
+def test_profiled_runs_count_the_backbone_arithmetic_of_a_training_step(det_train):
+    _, section = det_train
+    results = section['raw']
+    for label in DET_TRAIN_PROFILED:
+        r = results[label]
+        assert r['backbone_training_macs'] > 0 and r['matmul_peak_gflops'] > 0, label
+    # The same tiny CvT arch with and without pooled keys: pooling removes attention work.
+    assert (results['CvT-13 fast']['backbone_training_macs']
+            < results['CvT-13']['backbone_training_macs'])
+
+
+def test_arithmetic_bound_replaces_the_backbone_time_by_its_time_at_the_peak():
+    # 100 GMACs at a 200 GFLOP/s peak: 1 s, where the stages took 4 s of a 10 s step; the
+    # baseline's step is 8 s.
+    r = dict(times=[10.], backbone_training_macs=100e9, matmul_peak_gflops=100.,
+             matmul_peak_after=200.)
+    row = arithmetic_bound_row('m', r, [dict(forward=1., backward=3.)], dict(times=[8.]))
+    assert row == ['m', '100', '1.00', '4.00', '25%', '0.88x']
+    assert arithmetic_bound_row('m', r, [dict(forward=1., backward=3.)], None)[-1] == '-'
+
+
+def test_runs_take_turns_round_by_round_and_the_last_round_profiles():
+    spawned = []
+
+    class RecordingSuite:
+        cfg = dict(settings(quick=True), det_train_rounds=2)
+
+        def spawn(self, kind, **job):
+            spawned.append((job['config'], job['backbone_options'], job['profile']))
+            return None  # as a failed worker: no tables
+
+    assert measure_det_train(RecordingSuite())['tables'] == []
+    one_round = [(DETECTORS[detector], options) for detector, options in DET_TRAIN_RUNS.values()]
+    assert [call[:2] for call in spawned] == one_round * 2
+    assert [profile for *_, profile in spawned] == [False] * len(DET_TRAIN_RUNS) + [
+        label in DET_TRAIN_PROFILED for label in DET_TRAIN_RUNS]
+
+
+def test_merged_rounds_keep_every_step_and_the_highest_peak():
+    rounds = [dict(times=[3.], peak_rss_mb=900., rss_built_mb=500., optimizer='AdamW'),
+              dict(times=[1.], peak_rss_mb=1000., rss_built_mb=400., optimizer='AdamW'),
+              dict(times=[2.], peak_rss_mb=950., rss_built_mb=450., optimizer='AdamW',
+                   stage_times={})]
+    assert merge_rounds(rounds) == dict(times=[3., 1., 2.], peak_rss_mb=1000.,
+                                        rss_built_mb=400., optimizer='AdamW', stage_times={})
 
 
 def test_device_table_says_why_nothing_ran():

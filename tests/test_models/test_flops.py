@@ -6,7 +6,7 @@ from mmpretrain.registry import MODELS
 
 import cvt_mm  # noqa: F401
 from cvt_mm.apis import classifier_cfg
-from cvt_mm.macs import count_macs
+from cvt_mm.macs import count_macs, training_macs
 
 
 def test_sdpa_matmuls_are_counted():
@@ -17,6 +17,25 @@ def test_sdpa_matmuls_are_counted():
 
     q, k, v = torch.randn(2, 3, 50, 8), torch.randn(2, 3, 13, 8), torch.randn(2, 3, 13, 4)
     assert count_macs(Attention(), (q, k, v)).total() == 2 * 3 * 50 * 13 * (8 + 4)
+
+
+def test_training_macs_count_forward_and_backward_of_cpu_attention():
+
+    class ProjectedAttention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 8, bias=False)
+
+        def forward(self, x):
+            q = self.proj(x).view(2, 50, 2, 4).transpose(1, 2)
+            return F.scaled_dot_product_attention(q, q[:, :, :13], q[:, :, :13])
+
+    x = torch.randn(2, 50, 8)
+    projection = 2 * 50 * 8 * 8  # the input needs no gradient: one product backward
+    product = 2 * 2 * 50 * 13 * 4  # one of the attention's (batch, heads, queries, keys, d)
+    # Forward: the projection and two attention products; backward: the weight gradient and
+    # the flash kernel's five (the attention weights recomputed among them).
+    assert training_macs(ProjectedAttention(), x) == 2 * projection + 7 * product
 
 
 @pytest.mark.parametrize('arch, size, paper_gmacs', [
