@@ -38,13 +38,19 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
                 notes=list(notes))
 
 
+def matmul_peak(r: dict) -> float:
+    """A worker's fp32 matmul peak: the larger of its measurements before and after its
+    runs."""
+    return max(r['matmul_peak_gflops'], r['matmul_peak_after'])
+
+
 def measure_cls(suite) -> dict:
     """CvT classification throughput, cvt_mm (eager and deploy) vs HF, same weights."""
     c = suite.cfg
     r = suite.spawn('cls', batch=c['cls_batch'], size=c['cls_size'], repeats=c['cls_repeats'])
     if r is None:
         return dict(tables=[], raw=None)
-    peak = max(r['matmul_peak_gflops'], r['matmul_peak_after'])
+    peak = matmul_peak(r)
     hf_median = median(r['times']['hf'])
     rows = []
     names = {'hf': 'HF CvtForImageClassification', 'cvt_mm': 'cvt_mm (eager)',
@@ -253,10 +259,12 @@ def measure_det_train(suite) -> dict:
     profiles; peak RSS is the largest of a run's processes.
     """
     rounds: Dict[str, List[dict]] = {label: [] for label in DET_TRAIN_RUNS}
-    for last in [False] * (suite.cfg['det_train_rounds'] - 1) + [True]:
+    last_round = suite.cfg['det_train_rounds'] - 1
+    for round_index in range(last_round + 1):
         for label in DET_TRAIN_RUNS:
-            r = spawn_det_train(suite, label, profile=last and label in DET_TRAIN_PROFILED,
-                                top=8, repeats=suite.cfg['det_train_repeats'])
+            profile = round_index == last_round and label in DET_TRAIN_PROFILED
+            r = spawn_det_train(suite, label, profile=profile, top=8,
+                                repeats=suite.cfg['det_train_repeats'])
             if r is not None:
                 rounds[label].append(r)
     results = {label: merge_rounds(runs) for label, runs in rounds.items() if runs}
@@ -297,8 +305,7 @@ def det_train_tables(suite, results: Dict[str, dict]) -> List[dict]:
         f"Mask R-CNN training step per {size} image ({c['det_train_boxes']} boxes and masks), "
         f"random weights, {suite.threads} threads",
         ['model', 's / step (median)', 'fastest-slowest s', f'vs {DET_TRAIN_BASELINE}',
-         'peak RSS GB',
-         'above baseline GB', 'optimizer'], rows,
+         'peak RSS GB', 'above baseline GB', 'optimizer'], rows,
         [f"Median of {c['det_train_rounds'] * c['det_train_repeats']} steps, "
          f"{c['det_train_repeats']} after a warm-up in each of {c['det_train_rounds']} "
          "processes per model, the models taking turns: forward with losses, backward, the "
@@ -354,7 +361,7 @@ def det_train_tables(suite, results: Dict[str, dict]) -> List[dict]:
 def arithmetic_bound_row(label: str, r: dict, stages: List[dict],
                          baseline: Optional[dict]) -> list:
     """A row of the det_train section's arithmetic table (see its note)."""
-    peak = max(r['matmul_peak_gflops'], r['matmul_peak_after'])
+    peak = matmul_peak(r)
     at_peak = 2 * r['backbone_training_macs'] / (peak * 1e9)
     measured = sum(t['forward'] + t['backward'] for t in stages)
     bound = '-'
@@ -374,7 +381,7 @@ def det_efficiency_table(suite, results: Dict[str, dict], bf16: bool, main: str,
     rows = []
     for name, r in results.items():
         backbone = median(r['backbone_times'])
-        peak = max(r['matmul_peak_gflops'], r['matmul_peak_after'])
+        peak = matmul_peak(r)
         gflops = 2 * r['macs_backbone'] / backbone / 1e9
         row = [name, f'{backbone:.2f}', f"{r['macs_backbone'] / 1e9:.0f}", f'{gflops:.0f}',
                f'{100 * gflops / peak:.0f}%']
