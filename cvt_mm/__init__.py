@@ -3,16 +3,20 @@
 Importing the package registers ``CvT`` in all three libraries' MODELS registries, the
 classifiers in mmpretrain's model hub (``list_models('cvt*')``), cvt_mm's hooks, dataset
 wrapper, optimizer constructor and storage backend in mmengine's root registries, and lets
-mmengine resume Runner checkpoints on torch's safe unpickler.
+mmengine resume Runner checkpoints on torch's safe unpickler. Where mmcv was built without its
+compiled ops, torchvision's RoIAlign and NMS stand in for them (:mod:`.mmcv_ext_fallback`), so
+that mmdet's and mmseg's models import and Mask R-CNN and UperNet run.
 """
 from . import datasets  # noqa: F401  (registers SkipBadSamples and SkippedSamplesHook)
 from .apis.model_zoo import register_model_index
 from .engine import optimizers  # noqa: F401  (registers LayerDecayOptimWrapperConstructor)
 from .engine.safe_loading import allow_runner_checkpoints
+from .mmcv_ext_fallback import install as install_mmcv_ext_fallback
 from .models import CvT
 from .version import __version__
 
 allow_runner_checkpoints()
+install_mmcv_ext_fallback()  # none of the imports above imports mmcv.ops
 register_model_index()
 
 __all__ = ['__version__', 'CvT']

@@ -3,6 +3,7 @@ path). Reference models and the tiny arch are in ``cvt_mm.testing``."""
 import copy
 import importlib
 import logging
+import os
 import socket
 from pathlib import Path
 
@@ -25,6 +26,29 @@ TOY_NUM_TRAIN, TOY_NUM_VAL = 2, 2
 # every pipeline size by these factors, keeping the pipelines' structure intact. UperNet's
 # 512-channel fusion convs at stride 4 dominate its cost, hence its 64-px crops.
 TOY_SIZE_FACTOR = {'mmdet': TOY_IMAGE_SIZE / 800, 'mmseg': 64 / 512}
+
+
+# Imported at start-up by every Python process that has its directory on PYTHONPATH: mmcv as
+# the ops-free build of docs/install.md's offline wheels installs it (no mmcv._ext).
+WITHOUT_MMCV_OPS = '''
+import importlib.abc, sys
+
+class NoMmcvOps(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == 'mmcv._ext':
+            raise ModuleNotFoundError("No module named 'mmcv._ext'")
+
+sys.meta_path.insert(0, NoMmcvOps())
+'''
+
+
+def sitecustomize_env(site: Path, source: str) -> dict:
+    """os.environ with a ``sitecustomize.py`` of ``source`` written to ``site`` and put first
+    on PYTHONPATH: every Python process started with it runs ``source`` at start-up."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / 'sitecustomize.py').write_text(source)
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(site), os.environ.get('PYTHONPATH')])))
 
 
 def free_port() -> int:

@@ -16,8 +16,8 @@ Sections (``--sections``, default all of them, in this order):
 
 With ``--device cuda`` (or ``cpu``) the default is the device section instead, on that device:
   device   classifier throughput under fp32 / bf16 / fp16 autocast vs HF and timm's Swin-T, the
-           backbones at 800x1333 with peak memory, the det_train step where mmcv has its
-           compiled ops, and checks of cvt_mm on the device against its CPU output (a failed
+           backbones at 800x1333 with peak memory, the det_train step with peak memory, and
+           checks of cvt_mm on the device against its CPU output (a failed
            check makes the exit status 1); stored as ``device-cuda`` (``device-cpu``)
 
     python tools/benchmark.py                          # everything (~40 min on 2 cores)

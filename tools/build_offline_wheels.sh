@@ -11,9 +11,9 @@
 # largest). WHEELS=minimal takes the OpenMMLab packages, transformers 4.48.3 (with the
 # tokenizers and huggingface_hub it accepts), numpy<2 and the small pure-Python packages they
 # import, without their dependencies: for a target that already has opencv-python,
-# matplotlib, Pillow, rich and the like (about 40 MB, under a 64 MiB transfer limit); it is
+# matplotlib, Pillow, rich and the like (about 42 MB, under a 64 MiB transfer limit); it is
 # installed there with `pip install --no-index --no-deps wheelhouse/*.whl` and checked by
-# `python -c "import cvt_mm, mmpretrain.models"`.
+# `python -c "import cvt_mm, mmpretrain.models, mmdet.models, mmseg.models"`.
 #
 # Then, on the other machine, from a checkout with the wheelhouse in it (docs/install.md, "A
 # machine without internet"):
@@ -22,9 +22,9 @@
 #   python tools/benchmark.py --device cuda
 #
 # mmcv without ops installs as "mmcv-lite", which cvt_mm's "mmcv" requirement does not name,
-# hence the requirements file and --no-deps. Without the ops mmdet.models and mmseg.models do
-# not import (RoIAlign, NMS, ...); cvt_mm, its backbones, mmpretrain's classifiers and
-# tools/benchmark.py --device need none of them.
+# hence the requirements file and --no-deps. Without the ops, `import cvt_mm` serves mmcv's
+# RoIAlign and NMS from torchvision (cvt_mm/mmcv_ext_fallback.py), which is what Mask R-CNN and
+# UperNet need of them.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,12 +38,16 @@ MMCV_VERSION="2.1.0"
 REQUIREMENTS=("mmcv-lite==$MMCV_VERSION" "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2"
               "mmpretrain==1.2.0" "transformers==4.48.3" "numpy<2" "setuptools<81"
               model-index pycocotools safetensors ftfy regex)
-# The minimal set: what the full set holds minus opencv-python, scipy, matplotlib, Pillow,
-# shapely, pycocotools and their dependencies.
+# The minimal set: what the full set holds minus opencv-python, scipy, matplotlib, Pillow and
+# their dependencies. pycocotools, shapely and terminaltables stay (`import mmdet.models` needs
+# them, a PyTorch image seldom has them), wcwidth (ftfy's, for `import mmseg.models`),
+# prettytable (mmseg's metrics) and importlib-metadata (`import mmpretrain`; < 10, which would
+# bring lazy-importer).
 MINIMAL=("mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0"
          "transformers==4.48.3" "tokenizers>=0.21,<0.22" "huggingface_hub>=0.24,<1.0"
          "numpy<2" addict yapf termcolor platformdirs einops mat4py model-index ordered-set
-         modelindex ftfy regex safetensors)
+         modelindex ftfy wcwidth regex safetensors pycocotools shapely terminaltables
+         prettytable "importlib-metadata<10")
 PLATFORMS=(--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64
            --platform manylinux_2_28_x86_64 --platform linux_x86_64)
 

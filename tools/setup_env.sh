@@ -76,6 +76,7 @@ log "installing cached mmcv wheel from $WHEEL_DIR"
 log "installing cvt_mm and the OpenMMLab task libraries"
 "${PIP[@]}" install --quiet --no-build-isolation -e "$REPO_ROOT[tests,tools,deploy,plot]"
 
-"$PY" -c "import cvt_mm, mmdet, mmseg, mmpretrain, mmcv._ext; import mmpretrain.models, mmdet.models, mmseg.models; print('environment OK')"
+# mmcv's own compiled ops first: after it, import cvt_mm would stand in for missing ones.
+"$PY" -c "import mmcv._ext, cvt_mm, mmdet, mmseg, mmpretrain; import mmpretrain.models, mmdet.models, mmseg.models; print('environment OK')"
 echo "$STAMP_TEXT" > "$STAMP"
 log "done: activate with 'source $VENV/bin/activate'"

@@ -289,6 +289,8 @@ def worker_det_train(job: dict) -> dict:
     import torch
     from mmengine.optim import build_optim_wrapper
 
+    from cvt_mm import mmcv_ext_fallback
+
     from .timing import device_timed, peak_memory_mb, reset_peak_memory
     device = torch.device(job.get('device', 'cpu'))
     memory = MemoryTracker()
@@ -309,6 +311,9 @@ def worker_det_train(job: dict) -> dict:
                   optimizer=type(optim_wrapper.optimizer).__name__,
                   input_shape=list(batch['inputs'].shape), **memory.summary())
     result['peak_device_mb'] = peak_memory_mb(device)
+    result['roi_ops'] = ("torchvision's, standing in for mmcv's compiled ops "
+                         '(cvt_mm.mmcv_ext_fallback)' if mmcv_ext_fallback.installed()
+                         else "mmcv's compiled ops")
     if job.get('profile'):
         result.update(profile_training_step(model, batch, optim_wrapper, job.get('top', 10)))
         result.update(backbone_arithmetic(model.backbone, batch['inputs']))

@@ -470,7 +470,7 @@ def measure_device(suite) -> dict:
     checks = suite.spawn('checks', device=device, dtypes=dtypes, cls_size=c['cls_size'],
                          dense_size=list(c['device_check_size']))
     det_train = {}
-    if mmcv_has_ops():  # mmdet's RoI heads need them; the offline device wheels have none
+    if roi_ops_available():  # mmdet's RoI heads need RoIAlign and NMS
         det_train = {label: spawn_det_train(suite, label, device=device,
                                             repeats=c['device_repeats'],
                                             warmup=c['device_warmup'])
@@ -488,13 +488,11 @@ def measure_device(suite) -> dict:
                 tables=[tab for tab in tables if tab is not None])
 
 
-def mmcv_has_ops() -> bool:
-    """Whether this mmcv has its compiled ops (mmdet's RoIAlign and NMS)."""
-    try:
-        import mmcv._ext  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def roi_ops_available() -> bool:
+    """Whether the workers have RoIAlign and NMS: mmcv's compiled ops, or torchvision's in their
+    place (:mod:`cvt_mm.mmcv_ext_fallback`, which ``import cvt_mm`` installs)."""
+    from cvt_mm import mmcv_ext_fallback
+    return not mmcv_ext_fallback.compiled_ops_absent() or mmcv_ext_fallback.installed()
 
 
 def device_det_train_table(suite, results: Dict[str, Optional[dict]]) -> dict:
@@ -504,7 +502,8 @@ def device_det_train_table(suite, results: Dict[str, Optional[dict]]) -> dict:
     title = (f"Mask R-CNN training step per {size} image on {suite.device_name}, fp32")
     if not results:
         return table(title, ['model', 's / step'], [],
-                     ['Not run: this mmcv has no compiled ops (mmcv._ext), which the RoI heads '
+                     ['Not run: this mmcv has no compiled ops (mmcv._ext) and there is no '
+                      'torchvision to stand in for its RoIAlign and NMS, which the RoI heads '
                       'need.'])
     baseline = results.get(DET_TRAIN_BASELINE)
     rows = []
@@ -517,8 +516,10 @@ def device_det_train_table(suite, results: Dict[str, Optional[dict]]) -> dict:
         rows.append([label, f'{step:.3f}',
                      '-' if baseline is None else f"{step / median(baseline['times']):.2f}x",
                      '-' if peak is None else f'{peak / 1024:.2f}'])
+    sources = {r['roi_ops'] for r in results.values() if r is not None}
+    notes = [f'RoIAlign and NMS: {source}.' for source in sorted(sources)]
     return table(title, ['model', 's / step (median)', f'vs {DET_TRAIN_BASELINE}',
-                         'peak device memory GB'], rows)
+                         'peak device memory GB'], rows, notes)
 
 
 def images_per_second(entry: dict) -> Optional[float]:

@@ -115,12 +115,14 @@ def test_merged_rounds_keep_every_step_and_the_highest_peak():
                                         rss_built_mb=400., optimizer='AdamW', stage_times={})
 
 
-def test_device_table_says_why_nothing_ran():
+def test_device_table_says_why_nothing_ran_and_which_ops_ran():
     suite = SimpleNamespace(cfg=settings(quick=True), device_name='NVIDIA H200')
     empty = device_det_train_table(suite, {})
     assert empty['rows'] == [] and 'no compiled ops' in empty['notes'][0]
-    table = device_det_train_table(suite, {'CvT-13': dict(times=[0.5], peak_device_mb=2048.),
-                                           'Swin-T': dict(times=[0.25], peak_device_mb=1024.),
-                                           'R-50': None})
+    ops = "torchvision's, standing in for mmcv's compiled ops"
+    table = device_det_train_table(
+        suite, {'CvT-13': dict(times=[0.5], peak_device_mb=2048., roi_ops=ops),
+                'Swin-T': dict(times=[0.25], peak_device_mb=1024., roi_ops=ops), 'R-50': None})
     assert table['rows'] == [['CvT-13', '0.500', '2.00x', '2.00'],
                              ['Swin-T', '0.250', '1.00x', '1.00'], ['R-50', 'failed', '', '']]
+    assert table['notes'] == [f'RoIAlign and NMS: {ops}.']
