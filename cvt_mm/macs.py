@@ -12,7 +12,12 @@ import torch
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import (
+    FlopCounterMode,
+    conv_flop_count,
+    sdpa_backward_flop_count,
+    sdpa_flop_count,
+)
 
 
 def sdpa_macs(inputs: List[Any], outputs: List[Any]) -> int:
@@ -63,11 +68,37 @@ def cpu_flash_attention_backward_flops(grad_out_shape, query_shape, key_shape, v
     return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
-# FlopCounterMode has formulas for the CUDA attention kernels only.
-CPU_ATTENTION_FLOPS: Dict[Any, Callable[..., int]] = {
+def convolution_backward_flops(grad_out_shape, x_shape, w_shape, bias_sizes, stride, padding,
+                               dilation, transposed, output_padding, groups, output_mask,
+                               out_shape, **kwargs) -> int:
+    """A convolution's input and weight gradients, each the forward's products.
+
+    torch's own formula counts the weight gradient of a grouped convolution as if every input
+    channel met every output channel: ``groups`` times too many, 384 times for a depthwise
+    conv of CvT-13's last stage.
+    """
+    def swap_first_two(shape):
+        return [shape[1], shape[0], *shape[2:]]
+
+    flops = 0
+    if output_mask[0]:
+        flops += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed)
+    if output_mask[1]:
+        # The weight gradient as a convolution of the input by the output gradient (for a
+        # transposed convolution, the other way round), one group at a time.
+        image, kernel = (grad_out_shape, x_shape) if transposed else (x_shape, grad_out_shape)
+        flops += conv_flop_count(swap_first_two(image), swap_first_two(kernel),
+                                 swap_first_two(out_shape[1])) // groups
+    return flops
+
+
+# FlopCounterMode has formulas for the CUDA attention kernels only, and a grouped
+# convolution's backward wrong.
+TRAINING_FLOPS: Dict[Any, Callable[..., int]] = {
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash_attention_flops,
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
         cpu_flash_attention_backward_flops,
+    torch.ops.aten.convolution_backward: convolution_backward_flops,
 }
 
 
@@ -75,9 +106,9 @@ def training_macs(model: nn.Module, inputs: torch.Tensor) -> int:
     """Multiply-accumulates of one forward and backward of ``model(inputs)`` (its outputs'
     gradients all ones): matrix products, convolutions and attention, forward and backward,
     as the operators run them (the CPU flash kernel's backward recomputes the attention
-    weights). Gradients are left in the parameters' ``.grad``; BN running statistics are
-    updated once."""
-    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
+    weights; a grouped convolution's weight gradient is counted per group). Gradients are
+    left in the parameters' ``.grad``; BN running statistics are updated once."""
+    with FlopCounterMode(display=False, custom_mapping=TRAINING_FLOPS) as counter:
         outputs = model(inputs)
         if isinstance(outputs, torch.Tensor):
             outputs = (outputs, )

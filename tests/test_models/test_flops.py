@@ -38,6 +38,20 @@ def test_training_macs_count_forward_and_backward_of_cpu_attention():
     assert training_macs(ProjectedAttention(), x) == 2 * projection + 7 * product
 
 
+@pytest.mark.parametrize('groups', [1, 4, 16])
+def test_training_macs_count_a_grouped_convolutions_weight_gradient_per_group(groups):
+    # CvT's q/k/v projections are depthwise (groups = channels); torch's formula counts the
+    # weight gradient as if they were dense.
+    conv = torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, padding=1, groups=groups),
+                               torch.nn.Conv2d(16, 16, 3, stride=2, groups=groups))
+    x = torch.randn(2, 16, 9, 9)
+    first = 2 * 9 * 9 * 16 * (16 // groups) * 3 * 3  # (batch, map, out, in per group, kernel)
+    second = 2 * 4 * 4 * 16 * (16 // groups) * 3 * 3
+    # The input needs no gradient: the first conv's weight gradient alone backward, the
+    # second's input and weight gradients; each as many products as the forward.
+    assert training_macs(conv, x) == 2 * first + 3 * second
+
+
 @pytest.mark.parametrize('arch, size, paper_gmacs', [
     ('13', 224, 4.5), ('21', 224, 7.1), ('13', 384, 16.3), ('w24', 384, 193.2)])
 def test_gmacs_match_the_paper(arch, size, paper_gmacs):
