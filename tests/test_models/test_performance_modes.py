@@ -16,6 +16,7 @@ import warnings
 import pytest
 import torch
 import torch.nn as nn
+from mmcv.cnn.bricks import DropPath
 
 from cvt_mm.models.backbones import cvt as cvt_module
 from cvt_mm.models.backbones.cvt import ConvAttention, CvT, Mlp
@@ -269,3 +270,85 @@ def test_compiled_backbone_matches_eager():
         expected = model(x)
         compiled = torch.compile(model)
         assert_outputs_close(expected, compiled(x), atol=1e-4)
+
+
+# ------------------------------------------------------------------ chunked training MLP
+def plain_mlp(mlp: Mlp, x: torch.Tensor) -> torch.Tensor:
+    """The MLP as autograd differentiates it op by op (the GPU path)."""
+    return mlp.transform(x, mlp.folded_parameters())
+
+
+@pytest.mark.parametrize('act', ['QuickGELU', 'GELU', 'ReLU'])
+@pytest.mark.parametrize('bias', [True, False])
+def test_chunked_training_mlp_equals_plain(act, bias, monkeypatch):
+    """The CPU training MLP (:class:`ChunkedMlpFunction`): over uneven chunks, the output and
+    every gradient as the plain MLP's."""
+    torch.manual_seed(0)
+    mlp = Mlp(16, 64, dict(type=act)).train()
+    if not bias:
+        mlp.fc1.bias = mlp.fc2.bias = None
+    monkeypatch.setattr(Mlp, 'chunk_rows', 30)
+    x = torch.randn(2, 37, 16)
+    results = []
+    for forward in (plain_mlp, lambda m, t: m(t)):
+        inputs = x.clone().requires_grad_()
+        out = forward(mlp, inputs)
+        grads = torch.autograd.grad(out.pow(2).sum(), [inputs, *mlp.parameters()])
+        results.append([out.detach(), *grads])
+    for expected, actual in zip(*results):
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def saved_bytes(forward) -> int:
+    """The bytes of the tensors that autograd keeps from ``forward()`` for its backward."""
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: saved.append(t.untyped_storage().nbytes()) or t, lambda t: t):
+        out = forward()
+    out.sum().backward()
+    return sum(saved)
+
+
+def test_chunked_training_mlp_keeps_one_hidden_activation_not_two():
+    # fc1's output alone is kept for backward; autograd op by op keeps the activation's
+    # output as well (and the input, a quarter of the hidden width, in both).
+    mlp = Mlp(16, 64, dict(type='QuickGELU')).train()
+    x = torch.randn(2, 100, 16, requires_grad=True)
+    hidden = 2 * 100 * 64 * 4
+    assert saved_bytes(lambda: plain_mlp(mlp, x)) >= 2 * hidden
+    assert saved_bytes(lambda: mlp(x)) < 2 * hidden
+
+
+def test_training_mlp_plain_where_chunks_do_not_apply():
+    # Active dropout and autocast need autograd's own ops; a GPU tensor (not here) too.
+    mlp = Mlp(16, 64, dict(type='QuickGELU'), drop=0.5).train()
+    x = torch.randn(2, 37, 16, requires_grad=True)
+    assert type(mlp(x).grad_fn).__name__ != 'ChunkedMlpFunctionBackward'
+    mlp = Mlp(16, 64, dict(type='QuickGELU')).train()
+    assert type(mlp(x).grad_fn).__name__ == 'ChunkedMlpFunctionBackward'
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = mlp(x)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+
+
+# ------------------------------------------------------------------------ stochastic depth
+def test_residual_with_dropped_paths_equals_mmcv_drop_path():
+    """``add_dropped_path``: the samples mmcv's DropPath drops under the same seed, the same
+    forward bit for bit, and its gradients."""
+    drop_path = DropPath(0.3).train()
+    x, branch = (torch.randn(16, 50, 24, requires_grad=True) for _ in range(2))
+    results = []
+    for residual in (lambda: x + drop_path(branch),
+                     lambda: cvt_module.add_dropped_path(x, branch, drop_path)):
+        torch.manual_seed(3)
+        out = residual()
+        results.append([out, *torch.autograd.grad(out.pow(2).sum(), [x, branch])])
+    (expected, *expected_grads), (actual, *actual_grads) = results
+    assert torch.equal(actual, expected)
+    dropped = [torch.equal(actual[i], x[i]) for i in range(16)]
+    assert 0 < sum(dropped) < 16
+    for a, b in zip(actual_grads, expected_grads):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
+    drop_path.eval()
+    assert torch.equal(cvt_module.add_dropped_path(x, branch, drop_path), x + branch)

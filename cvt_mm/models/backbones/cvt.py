@@ -16,7 +16,7 @@ import copy
 import math
 import warnings
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -27,6 +27,7 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
+from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from cvt_mm.registry import register_activation, register_backbone
@@ -388,6 +389,67 @@ class QuickGELU(nn.Module):
         return F.silu(x * self.scale) / self.scale
 
 
+def accumulate_product(total: Optional[torch.Tensor], a: torch.Tensor,
+                       b: torch.Tensor) -> torch.Tensor:
+    """``total + a @ b``, in place; ``a @ b`` where ``total`` is None."""
+    return torch.mm(a, b) if total is None else total.addmm_(a, b)
+
+
+class ChunkedMlpFunction(torch.autograd.Function):
+    """``fc2(activation(fc1(x)))`` over ``chunk_rows`` tokens at a time, forward and backward:
+    the MLP's training step on the CPU.
+
+    Autograd would keep both fc1's and the activation's outputs, the widest tensors of the
+    network, and allocate two more of their size in backward (the activation's input and
+    output gradients); each is a fresh allocation of up to 62 MB per block at detection
+    size. Here fc1's output alone is kept, a chunk at a time, and backward recomputes the
+    activation per chunk, so every other hidden-sized tensor is one chunk that stays in cache.
+    The weight gradients are sums over the chunks.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, fc1_weight: torch.Tensor,
+                fc1_bias: Optional[torch.Tensor], fc2_weight: torch.Tensor,
+                fc2_bias: Optional[torch.Tensor], activation: Callable, chunk_rows: int):
+        rows = x.reshape(-1, x.shape[-1])
+        hidden_chunks, out_chunks = [], []
+        for part in rows.split(chunk_rows):
+            hidden_chunks.append(F.linear(part, fc1_weight, fc1_bias))
+            out_chunks.append(F.linear(activation(hidden_chunks[-1]), fc2_weight, fc2_bias))
+        ctx.activation, ctx.input_shape = activation, x.shape
+        ctx.biases = (fc1_bias is not None, fc2_bias is not None)
+        ctx.save_for_backward(rows, fc1_weight, fc2_weight, *hidden_chunks)
+        return torch.cat(out_chunks).view(*x.shape[:-1], -1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        rows, fc1_weight, fc2_weight, *hidden_chunks = ctx.saved_tensors
+        grad_out = grad_out.reshape(-1, grad_out.shape[-1])
+        grad_rows = torch.empty_like(rows)
+        grad_fc1_weight = grad_fc1_bias = grad_fc2_weight = None
+        start = 0
+        for hidden in hidden_chunks:
+            stop = start + hidden.shape[0]
+            grad_part = grad_out[start:stop]
+            with torch.enable_grad():
+                hidden = hidden.detach().requires_grad_()
+                activated = ctx.activation(hidden)
+            grad_fc2_weight = accumulate_product(grad_fc2_weight, grad_part.t(),
+                                                 activated.detach())
+            grad_hidden, = torch.autograd.grad(activated, hidden, grad_part @ fc2_weight)
+            grad_fc1_weight = accumulate_product(grad_fc1_weight, grad_hidden.t(),
+                                                 rows[start:stop])
+            bias_part = grad_hidden.sum(0)
+            grad_fc1_bias = bias_part if grad_fc1_bias is None else grad_fc1_bias.add_(bias_part)
+            torch.mm(grad_hidden, fc1_weight, out=grad_rows[start:stop])
+            start = stop
+        has_fc1_bias, has_fc2_bias = ctx.biases
+        return (grad_rows.view(ctx.input_shape), grad_fc1_weight,
+                grad_fc1_bias if has_fc1_bias else None, grad_fc2_weight,
+                grad_out.sum(0) if has_fc2_bias else None, None, None)
+
+
 class Mlp(nn.Sequential):
     """fc1 -> activation -> dropout -> fc2 -> dropout.
 
@@ -396,8 +458,9 @@ class Mlp(nn.Sequential):
     instead of the hidden activations (4x wider than the tokens and the largest tensors of the
     network), which saves two passes over them (docs/benchmarks.md has the figures).
 
-    CPU inference runs it ``chunk_rows`` tokens at a time, so that the hidden activations stay
-    in cache (the ``cls`` section of tools/benchmark.py times it with and without).
+    On the CPU it runs ``chunk_rows`` tokens at a time, so that the hidden activations stay
+    in cache: in inference (the ``cls`` section of tools/benchmark.py times it with and
+    without), and in training through :class:`ChunkedMlpFunction`.
     """
 
     chunk_rows = 2048
@@ -410,15 +473,24 @@ class Mlp(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         folded = self.folded_parameters()
-        # Not under autograd (the same activations would be saved), on a GPU (thousands of
-        # small kernels), under torch.compile (inductor fuses the plain form) or ONNX export
-        # (the trip count would be frozen at the traced size).
-        if (x.device.type != 'cpu' or torch.is_grad_enabled() or torch.compiler.is_compiling()
+        # Not on a GPU (thousands of small kernels), under torch.compile (inductor fuses the
+        # plain form) or ONNX export (the trip count would be frozen at the traced size).
+        if (x.device.type != 'cpu' or torch.compiler.is_compiling()
                 or torch.onnx.is_in_onnx_export()):
             return self.transform(x, folded)
-        rows = x.reshape(-1, x.shape[-1]).split(self.chunk_rows)
-        out = torch.cat([self.transform(part, folded) for part in rows])
-        return out.view(*x.shape[:-1], -1)
+        if not torch.is_grad_enabled():
+            rows = x.reshape(-1, x.shape[-1]).split(self.chunk_rows)
+            out = torch.cat([self.transform(part, folded) for part in rows])
+            return out.view(*x.shape[:-1], -1)
+        # Active dropout and autocast's casts need autograd's own bookkeeping.
+        if (self.training and (self.drop1.p or self.drop2.p)) or torch.is_autocast_enabled('cpu'):
+            return self.transform(x, folded)
+        if folded is None:
+            return ChunkedMlpFunction.apply(x, self.fc1.weight, self.fc1.bias, self.fc2.weight,
+                                            self.fc2.bias, self.act, self.chunk_rows)
+        fc1_weight, fc1_bias, fc2_weight = folded
+        return ChunkedMlpFunction.apply(x, fc1_weight, fc1_bias, fc2_weight, self.fc2.bias,
+                                        F.silu, self.chunk_rows)
 
     def folded_parameters(self) -> Optional[Tuple[torch.Tensor, ...]]:
         """With QuickGELU: fc1's weight and bias times its scale and fc2's weight divided by
@@ -437,6 +509,21 @@ class Mlp(nn.Sequential):
         fc1_weight, fc1_bias, fc2_weight = folded
         hidden = self.drop1(F.silu(F.linear(x, fc1_weight, fc1_bias)))
         return self.drop2(F.linear(hidden, fc2_weight, self.fc2.bias))
+
+
+def add_dropped_path(x: torch.Tensor, branch: torch.Tensor, drop_path: nn.Module) -> torch.Tensor:
+    """``x + drop_path(branch)`` in one pass over the tokens each way, where mmcv's DropPath
+    and the sum take three forward and two backward. The same random numbers and samples
+    dropped, and the same forward (each kept branch divided by the keep probability, then
+    added); the branch's gradient is multiplied by the reciprocal instead of divided."""
+    drop_prob = getattr(drop_path, 'drop_prob', 0.)
+    if not drop_path.training or drop_prob == 0.:
+        return x + branch
+    keep_prob = 1 - drop_prob
+    shape = (branch.shape[0], ) + (1, ) * (branch.ndim - 1)
+    kept = (keep_prob + torch.rand(shape, dtype=branch.dtype, device=branch.device)).floor_()
+    # A dropped sample's branch is divided by infinity: zero, forward and backward.
+    return torch.addcdiv(x, branch, keep_prob / kept)
 
 
 class CvTBlock(BaseModule):
@@ -460,8 +547,8 @@ class CvTBlock(BaseModule):
     def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
 
         def inner_forward(x):
-            x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
-            return x + self.drop_path(self.mlp(self.norm2(x)))
+            x = add_dropped_path(x, self.attn(self.norm1(x), hw_shape), self.drop_path)
+            return add_dropped_path(x, self.mlp(self.norm2(x)), self.drop_path)
 
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(inner_forward, x, use_reentrant=False)
