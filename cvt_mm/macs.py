@@ -15,6 +15,7 @@ from mmengine.analysis.jit_handles import get_shape
 from torch.utils.flop_counter import (
     FlopCounterMode,
     conv_flop_count,
+    mm_flop,
     sdpa_backward_flop_count,
     sdpa_flop_count,
 )
@@ -92,9 +93,16 @@ def convolution_backward_flops(grad_out_shape, x_shape, w_shape, bias_sizes, str
     return flops
 
 
-# FlopCounterMode has formulas for the CUDA attention kernels only, and a grouped
-# convolution's backward wrong.
+def accumulating_addmm_flops(self_shape, a_shape, b_shape, *args, **kwargs) -> int:
+    """``self.addmm_(a, b)``: the product of ``a`` and ``b`` (the MLP's weight gradients are
+    summed so over its chunks)."""
+    return mm_flop(a_shape, b_shape)
+
+
+# FlopCounterMode has formulas for the CUDA attention kernels only, none for the in-place
+# addmm_, and a grouped convolution's backward wrong.
 TRAINING_FLOPS: Dict[Any, Callable[..., int]] = {
+    torch.ops.aten.addmm_: accumulating_addmm_flops,
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash_attention_flops,
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
         cpu_flash_attention_backward_flops,

@@ -7,6 +7,7 @@ from mmpretrain.registry import MODELS
 import cvt_mm  # noqa: F401
 from cvt_mm.apis import classifier_cfg
 from cvt_mm.macs import count_macs, training_macs
+from cvt_mm.models.backbones.cvt import Mlp
 
 
 def test_sdpa_matmuls_are_counted():
@@ -50,6 +51,14 @@ def test_training_macs_count_a_grouped_convolutions_weight_gradient_per_group(gr
     # The input needs no gradient: the first conv's weight gradient alone backward, the
     # second's input and weight gradients; each as many products as the forward.
     assert training_macs(conv, x) == 2 * first + 3 * second
+
+
+def test_training_macs_count_the_chunked_mlps_accumulated_weight_gradients(monkeypatch):
+    monkeypatch.setattr(Mlp, 'chunk_rows', 30)  # 3 chunks: two weight gradients summed in
+    mlp = Mlp(16, 64, dict(type='QuickGELU')).train()
+    # Forward fc1 and fc2; backward both weight gradients and fc2's input gradient (the input
+    # needs none).
+    assert training_macs(mlp, torch.randn(2, 37, 16)) == 5 * 2 * 37 * 16 * 64
 
 
 @pytest.mark.parametrize('arch, size, paper_gmacs', [

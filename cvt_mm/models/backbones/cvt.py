@@ -426,7 +426,7 @@ class ChunkedMlpFunction(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         rows, fc1_weight, fc2_weight, *hidden_chunks = ctx.saved_tensors
         grad_out = grad_out.reshape(-1, grad_out.shape[-1])
-        grad_rows = torch.empty_like(rows)
+        grad_rows = torch.empty_like(rows) if ctx.needs_input_grad[0] else None
         grad_fc1_weight = grad_fc1_bias = grad_fc2_weight = None
         start = 0
         for hidden in hidden_chunks:
@@ -442,10 +442,11 @@ class ChunkedMlpFunction(torch.autograd.Function):
                                                  rows[start:stop])
             bias_part = grad_hidden.sum(0)
             grad_fc1_bias = bias_part if grad_fc1_bias is None else grad_fc1_bias.add_(bias_part)
-            torch.mm(grad_hidden, fc1_weight, out=grad_rows[start:stop])
+            if grad_rows is not None:
+                torch.mm(grad_hidden, fc1_weight, out=grad_rows[start:stop])
             start = stop
         has_fc1_bias, has_fc2_bias = ctx.biases
-        return (grad_rows.view(ctx.input_shape), grad_fc1_weight,
+        return (None if grad_rows is None else grad_rows.view(ctx.input_shape), grad_fc1_weight,
                 grad_fc1_bias if has_fc1_bias else None, grad_fc2_weight,
                 grad_out.sum(0) if has_fc2_bias else None, None, None)
 
