@@ -61,6 +61,15 @@ def test_training_macs_count_the_chunked_mlps_accumulated_weight_gradients(monke
     assert training_macs(mlp, torch.randn(2, 37, 16)) == 5 * 2 * 37 * 16 * 64
 
 
+def test_count_macs_is_the_same_with_autograd_on():
+    # A trace with gradients on takes the plain MLP, not the training chunks (an opaque op).
+    model = MODELS.build(classifier_cfg('13', 10)).train()
+    image = torch.zeros(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = count_macs(model, (image,)).total()
+    assert count_macs(model, (image,)).total() == expected
+
+
 @pytest.mark.parametrize('arch, size, paper_gmacs', [
     ('13', 224, 4.5), ('21', 224, 7.1), ('13', 384, 16.3), ('w24', 384, 193.2)])
 def test_gmacs_match_the_paper(arch, size, paper_gmacs):

@@ -475,9 +475,10 @@ class Mlp(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         folded = self.folded_parameters()
         # Not on a GPU (thousands of small kernels), under torch.compile (inductor fuses the
-        # plain form) or ONNX export (the trip count would be frozen at the traced size).
+        # plain form), ONNX export or a jit trace (the trip count would be frozen at the traced
+        # size; FlopAnalyzer would see the training chunks as one opaque Python op).
         if (x.device.type != 'cpu' or torch.compiler.is_compiling()
-                or torch.onnx.is_in_onnx_export()):
+                or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
             return self.transform(x, folded)
         if not torch.is_grad_enabled():
             rows = x.reshape(-1, x.shape[-1]).split(self.chunk_rows)
