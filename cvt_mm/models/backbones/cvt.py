@@ -16,7 +16,7 @@ import copy
 import math
 import warnings
 from collections import OrderedDict
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -396,8 +396,8 @@ def accumulate_product(total: Optional[torch.Tensor], a: torch.Tensor,
 
 
 class ChunkedMlpFunction(torch.autograd.Function):
-    """``fc2(activation(fc1(x)))`` over ``chunk_rows`` tokens at a time, forward and backward:
-    the MLP's training step on the CPU.
+    """``fc2(silu(fc1(x)))`` over ``chunk_rows`` tokens at a time, forward and backward: the
+    training step of the MLP with QuickGELU (its scalings folded into the weights) on the CPU.
 
     Autograd would keep both fc1's and the activation's outputs, the widest tensors of the
     network, and allocate two more of their size in backward (the activation's input and
@@ -410,13 +410,13 @@ class ChunkedMlpFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, fc1_weight: torch.Tensor,
                 fc1_bias: Optional[torch.Tensor], fc2_weight: torch.Tensor,
-                fc2_bias: Optional[torch.Tensor], activation: Callable, chunk_rows: int):
+                fc2_bias: Optional[torch.Tensor], chunk_rows: int):
         rows = x.reshape(-1, x.shape[-1])
         hidden_chunks, out_chunks = [], []
         for part in rows.split(chunk_rows):
             hidden_chunks.append(F.linear(part, fc1_weight, fc1_bias))
-            out_chunks.append(F.linear(activation(hidden_chunks[-1]), fc2_weight, fc2_bias))
-        ctx.activation, ctx.input_shape = activation, x.shape
+            out_chunks.append(F.linear(F.silu(hidden_chunks[-1]), fc2_weight, fc2_bias))
+        ctx.input_shape = x.shape
         ctx.biases = (fc1_bias is not None, fc2_bias is not None)
         ctx.save_for_backward(rows, fc1_weight, fc2_weight, *hidden_chunks)
         return torch.cat(out_chunks).view(*x.shape[:-1], -1)
@@ -432,12 +432,8 @@ class ChunkedMlpFunction(torch.autograd.Function):
         for hidden in hidden_chunks:
             stop = start + hidden.shape[0]
             grad_part = grad_out[start:stop]
-            with torch.enable_grad():
-                hidden = hidden.detach().requires_grad_()
-                activated = ctx.activation(hidden)
-            grad_fc2_weight = accumulate_product(grad_fc2_weight, grad_part.t(),
-                                                 activated.detach())
-            grad_hidden, = torch.autograd.grad(activated, hidden, grad_part @ fc2_weight)
+            grad_fc2_weight = accumulate_product(grad_fc2_weight, grad_part.t(), F.silu(hidden))
+            grad_hidden = torch.ops.aten.silu_backward(grad_part @ fc2_weight, hidden)
             grad_fc1_weight = accumulate_product(grad_fc1_weight, grad_hidden.t(),
                                                  rows[start:stop])
             bias_part = grad_hidden.sum(0)
@@ -448,7 +444,7 @@ class ChunkedMlpFunction(torch.autograd.Function):
         has_fc1_bias, has_fc2_bias = ctx.biases
         return (None if grad_rows is None else grad_rows.view(ctx.input_shape), grad_fc1_weight,
                 grad_fc1_bias if has_fc1_bias else None, grad_fc2_weight,
-                grad_out.sum(0) if has_fc2_bias else None, None, None)
+                grad_out.sum(0) if has_fc2_bias else None, None)
 
 
 class Mlp(nn.Sequential):
@@ -461,7 +457,7 @@ class Mlp(nn.Sequential):
 
     On the CPU it runs ``chunk_rows`` tokens at a time, so that the hidden activations stay
     in cache: in inference (the ``cls`` section of tools/benchmark.py times it with and
-    without), and in training through :class:`ChunkedMlpFunction`.
+    without), and with QuickGELU in training through :class:`ChunkedMlpFunction`.
     """
 
     chunk_rows = 2048
@@ -484,15 +480,13 @@ class Mlp(nn.Sequential):
             rows = x.reshape(-1, x.shape[-1]).split(self.chunk_rows)
             out = torch.cat([self.transform(part, folded) for part in rows])
             return out.view(*x.shape[:-1], -1)
-        # Active dropout and autocast's casts need autograd's own bookkeeping.
-        if (self.training and (self.drop1.p or self.drop2.p)) or torch.is_autocast_enabled('cpu'):
+        # Other activations, active dropout and autocast's casts: autograd op by op.
+        if (folded is None or (self.training and (self.drop1.p or self.drop2.p))
+                or torch.is_autocast_enabled('cpu')):
             return self.transform(x, folded)
-        if folded is None:
-            return ChunkedMlpFunction.apply(x, self.fc1.weight, self.fc1.bias, self.fc2.weight,
-                                            self.fc2.bias, self.act, self.chunk_rows)
         fc1_weight, fc1_bias, fc2_weight = folded
         return ChunkedMlpFunction.apply(x, fc1_weight, fc1_bias, fc2_weight, self.fc2.bias,
-                                        F.silu, self.chunk_rows)
+                                        self.chunk_rows)
 
     def folded_parameters(self) -> Optional[Tuple[torch.Tensor, ...]]:
         """With QuickGELU: fc1's weight and bias times its scale and fc2's weight divided by
