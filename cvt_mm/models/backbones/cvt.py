@@ -417,7 +417,6 @@ class ChunkedMlpFunction(torch.autograd.Function):
             hidden_chunks.append(F.linear(part, fc1_weight, fc1_bias))
             out_chunks.append(F.linear(F.silu(hidden_chunks[-1]), fc2_weight, fc2_bias))
         ctx.input_shape = x.shape
-        ctx.biases = (fc1_bias is not None, fc2_bias is not None)
         ctx.save_for_backward(rows, fc1_weight, fc2_weight, *hidden_chunks)
         return torch.cat(out_chunks).view(*x.shape[:-1], -1)
 
@@ -441,10 +440,10 @@ class ChunkedMlpFunction(torch.autograd.Function):
             if grad_rows is not None:
                 torch.mm(grad_hidden, fc1_weight, out=grad_rows[start:stop])
             start = stop
-        has_fc1_bias, has_fc2_bias = ctx.biases
+        needs = ctx.needs_input_grad
         return (None if grad_rows is None else grad_rows.view(ctx.input_shape), grad_fc1_weight,
-                grad_fc1_bias if has_fc1_bias else None, grad_fc2_weight,
-                grad_out.sum(0) if has_fc2_bias else None, None)
+                grad_fc1_bias if needs[2] else None, grad_fc2_weight,
+                grad_out.sum(0) if needs[4] else None, None)
 
 
 class Mlp(nn.Sequential):
