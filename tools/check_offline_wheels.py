@@ -33,6 +33,21 @@ def normalized(name: str) -> str:
     return re.sub(r'[-_.]+', '-', name).lower()
 
 
+def read_package_list(path: Path) -> set:
+    """The normalized distribution names of a package list: names separated by commas, spaces
+    or newlines, lines starting with ``#`` skipped."""
+    listed = '\n'.join(line for line in path.read_text().splitlines()
+                       if not line.startswith('#'))
+    return {normalized(name) for name in re.split(r'[,\s]+', listed) if name}
+
+
+def installed_here(names: set) -> set:
+    """``names`` as this environment has them: an image's distribution that is not installed
+    here but is under another name (LOCAL_NAMES) takes that name."""
+    here = {normalized(dist.metadata['Name']) for dist in importlib.metadata.distributions()}
+    return {name if name in here else LOCAL_NAMES.get(name, name) for name in names}
+
+
 def populate(site: Path, wanted: set) -> list:
     """Link (or copy) into ``site`` this environment's files of every distribution in
     ``wanted``; returns the names found."""
@@ -62,10 +77,7 @@ def main() -> int:
     parser.add_argument('--benchmark', action='store_true',
                         help='also run tools/benchmark.py --device cpu --quick there')
     args = parser.parse_args()
-    listed = '\n'.join(line for line in args.packages.read_text().splitlines()
-                       if not line.startswith('#'))
-    wanted = {LOCAL_NAMES.get(normalized(name), normalized(name))
-              for name in re.split(r'[,\s]+', listed) if name}
+    wanted = installed_here(read_package_list(args.packages))
     wheels = sorted(args.wheelhouse.glob('*.whl'))
     if not wheels:
         raise SystemExit(f'{args.wheelhouse}: no wheels')

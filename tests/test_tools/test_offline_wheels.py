@@ -9,7 +9,7 @@ import sys
 from helpers import TOOLS_DIR
 
 sys.path.insert(0, str(TOOLS_DIR))
-from check_offline_wheels import IMPORTS, LOCAL_NAMES, normalized  # noqa: E402
+from check_offline_wheels import IMPORTS, LOCAL_NAMES, installed_here, normalized, read_package_list  # noqa: E402
 
 # The distributions that the imports load from this environment, by name.
 LOADED = f'''
@@ -43,11 +43,23 @@ def test_minimal_wheelhouse_carries_what_the_image_lacks():
     assert proc.returncode == 0, proc.stderr[-2000:]
     loaded = {IMAGE_NAME.get(normalized(name), normalized(name))
               for name in json.loads(proc.stdout.strip().splitlines()[-1])}
-    image = {normalized(line) for line in
-             (TOOLS_DIR / 'ci' / 'gpu_image_packages.txt').read_text().splitlines()
-             if line and not line.startswith('#')}
+    image = read_package_list(TOOLS_DIR / 'ci' / 'gpu_image_packages.txt')
     minimal = minimal_set()
     assert {'mmdet', 'mmengine', 'numpy'} <= minimal  # the parse found the list
     assert {'torch', 'torchvision', 'scipy'} <= image
     missing = loaded - image - minimal - VENDORED_BY_SETUPTOOLS - CARRIED_OTHERWISE
     assert not missing, f'loaded, but neither in the GPU image nor in MINIMAL: {missing}'
+
+
+def test_package_list_reads_commas_spaces_newlines_and_skips_comments(tmp_path):
+    listed = tmp_path / 'packages.txt'
+    listed.write_text('# the image\nNumPy, torch  Pillow\nzope.interface\n# scipy\n')
+    assert read_package_list(listed) == {'numpy', 'torch', 'pillow', 'zope-interface'}
+
+
+def test_an_image_name_takes_the_local_name_only_where_it_is_not_installed(monkeypatch):
+    # numpy is installed here, so a local name for it is not used; a name not installed here is.
+    monkeypatch.setitem(LOCAL_NAMES, 'numpy', 'not-numpy')
+    monkeypatch.setitem(LOCAL_NAMES, 'not-installed-here', 'torch')
+    assert installed_here({'numpy', 'not-installed-here', 'scipy'}) == {
+        'numpy', 'torch', 'scipy'}
