@@ -11,7 +11,8 @@ Sections (``--sections``, default all of them, in this order):
            CPU attention's query chunks
   det      Mask R-CNN per 800x1333 image: CvT-13, its fast config, mmdet's Swin-T and R-50
   det_train  one Mask R-CNN training step per 800x1216 image, the same four (CvT with_cp off
-           and on), with the backward profiled per stage and per operator
+           and on), with the backward profiled per stage and per operator and CvT's
+           attention kernels timed call by call against the matmul peak
   profile  torch.profiler's top operators of cvt_mm and HF
 
 With ``--device cuda`` (or ``cpu``) the default is the device section instead, on that device:

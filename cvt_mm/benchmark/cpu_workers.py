@@ -317,6 +317,7 @@ def worker_det_train(job: dict) -> dict:
     if job.get('profile'):
         result.update(profile_training_step(model, batch, optim_wrapper, job.get('top', 10)))
         result.update(backbone_arithmetic(model.backbone, batch['inputs']))
+        result['attention_kernels'] = attention_kernels(model.backbone, batch['inputs'])
         optim_wrapper.zero_grad()
     return result
 
@@ -330,6 +331,59 @@ def backbone_arithmetic(backbone, inputs) -> dict:
     macs = training_macs(backbone, inputs)
     return dict(backbone_training_macs=macs, matmul_peak_gflops=peak,
                 matmul_peak_after=matmul_peak_gflops())
+
+
+def attention_kernels(backbone, inputs, repeats: int = 3) -> List[dict]:
+    """Each distinct ``scaled_dot_product_attention`` call of one training forward of
+    ``backbone``, run alone on that call's own tensors (their shapes and strides): forward and
+    backward seconds per call (medians of ``repeats`` after a warm-up), the multiply-accumulates
+    the CPU flash kernel does each way (:mod:`cvt_mm.macs`) and how many such calls the step
+    makes. Empty for a backbone that does not call it (Swin-T multiplies its own)."""
+    import statistics
+
+    import torch
+    import torch.nn.functional as F
+
+    from cvt_mm.macs import cpu_flash_attention_backward_flops, cpu_flash_attention_flops
+
+    calls: Dict[tuple, dict] = {}
+
+    class RecordAttention(torch.overrides.TorchFunctionMode):
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is F.scaled_dot_product_attention:
+                query, key, value = args[:3]
+                mask = kwargs.get('attn_mask')
+                shapes = (query.shape, key.shape, None if mask is None else mask.shape)
+                calls.setdefault(shapes, dict(
+                    tensors=[t.detach() for t in (query, key, value)], calls=0,
+                    mask=None if mask is None else mask.detach(), scale=kwargs.get('scale')))
+                calls[shapes]['calls'] += 1
+            return func(*args, **kwargs)
+
+    with RecordAttention():
+        backbone(inputs)
+    kernels = []
+    for call in calls.values():
+        query, key, value = (t.requires_grad_() for t in call['tensors'])
+        forward_times, backward_times = [], []
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            out = F.scaled_dot_product_attention(query, key, value, attn_mask=call['mask'],
+                                                 scale=call['scale'])
+            middle = time.perf_counter()
+            torch.autograd.grad(out, (query, key, value), torch.ones_like(out))
+            forward_times.append(middle - start)
+            backward_times.append(time.perf_counter() - middle)
+        shapes = [list(t.shape) for t in (query, key, value)]
+        kernels.append(dict(
+            query=shapes[0], key=shapes[1], calls=call['calls'], masked=call['mask'] is not None,
+            forward_s=statistics.median(forward_times[1:]),
+            backward_s=statistics.median(backward_times[1:]),
+            forward_macs=cpu_flash_attention_flops(*shapes) // 2,
+            backward_macs=cpu_flash_attention_backward_flops(list(out.shape), *shapes) // 2))
+    return kernels
 
 
 def profile_training_step(model, batch: dict, optim_wrapper, top: int) -> dict:

@@ -346,6 +346,19 @@ def det_train_tables(suite, results: Dict[str, dict]) -> List[dict]:
              "stages' time replaced by the time at the peak, over the baseline's median "
              "step: what the model would cost if its backbone ran at the matmul peak and the "
              "rest of the step as measured."]))
+    kernel_rows = [row for label, r in profiled.items()
+                   for row in attention_kernel_rows(label, r)]
+    if kernel_rows:
+        tables.append(table(
+            f'Attention kernels of the training step at {size}, each call alone',
+            ['model', 'q (batch, heads, queries, dim)', 'keys', 'calls',
+             'forward ms per call', 'of the peak', 'backward ms per call', 'of the peak'],
+            kernel_rows,
+            ["Each distinct scaled_dot_product_attention call of one training forward, run "
+             "alone on that call's own tensors: medians of 3 forwards and backwards after a "
+             "warm-up. Of the peak: the CPU flash kernel's multiply-accumulates (two products "
+             "forward; five backward, the attention weights recomputed) at the worker's matmul "
+             "peak over the time taken. The all-calls row: every call of the step, in seconds."]))
     op_lists = [r['backward_ops'] for r in profiled.values()]
     op_rows = operator_rows(op_lists, max(len(ops) for ops in op_lists))
     columns = ['#']
@@ -370,6 +383,31 @@ def arithmetic_bound_row(label: str, r: dict, stages: List[dict],
         bound = f"{step / median(baseline['times']):.2f}x"
     return [label, f"{r['backbone_training_macs'] / 1e9:.4g}", f'{at_peak:.2f}',
             f'{measured:.2f}', f'{at_peak / measured:.0%}', bound]
+
+
+def attention_kernel_rows(label: str, r: dict) -> List[List[str]]:
+    """The rows of a profiled run's attention kernels (the det_train section's table; see its
+    note), then their sum over all the step's calls; none without kernels."""
+    kernels = r.get('attention_kernels')
+    if not kernels:
+        return []
+    peak = matmul_peak(r) * 1e9
+
+    def share(macs: float, seconds: float) -> str:
+        return f'{2 * macs / peak / seconds:.0%}'
+
+    rows = [[label, ' x '.join(map(str, k['query'])), str(k['key'][2]),
+             str(k['calls']) + (' (masked)' if k['masked'] else ''),
+             f"{1e3 * k['forward_s']:.1f}", share(k['forward_macs'], k['forward_s']),
+             f"{1e3 * k['backward_s']:.1f}", share(k['backward_macs'], k['backward_s'])]
+            for k in kernels]
+    total = {key: sum(k['calls'] * k[key] for k in kernels)
+             for key in ('forward_s', 'backward_s', 'forward_macs', 'backward_macs')}
+    rows.append([label, f"all {sum(k['calls'] for k in kernels)} calls", '', '',
+                 f"{total['forward_s']:.2f} s", share(total['forward_macs'], total['forward_s']),
+                 f"{total['backward_s']:.2f} s",
+                 share(total['backward_macs'], total['backward_s'])])
+    return rows
 
 
 def det_efficiency_table(suite, results: Dict[str, dict], bf16: bool, main: str,

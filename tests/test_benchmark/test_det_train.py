@@ -6,12 +6,14 @@ from types import SimpleNamespace
 import pytest
 from in_process import in_process_suite
 
+from cvt_mm.benchmark.builders import arch_settings
 from cvt_mm.benchmark.runner import settings
 from cvt_mm.benchmark.sections import (
     DET_TRAIN_PROFILED,
     DET_TRAIN_RUNS,
     DETECTORS,
     arithmetic_bound_row,
+    attention_kernel_rows,
     device_det_train_table,
     measure_det_train,
     merge_rounds,
@@ -56,7 +58,7 @@ def test_profiled_runs_time_each_stage_and_list_backward_operators(det_train):
 
 def test_tables_compare_every_run_with_swin(det_train):
     _, section = det_train
-    steps, stages, arithmetic, ops = section['tables']
+    steps, stages, arithmetic, kernels, ops = section['tables']
     assert [row[0] for row in steps['rows']] == list(DET_TRAIN_RUNS)
     swin = next(row for row in steps['rows'] if row[0] == 'Swin-T')
     assert swin[3] == '1.00x'
@@ -66,6 +68,24 @@ def test_tables_compare_every_run_with_swin(det_train):
     assert len(ops['columns']) == 1 + 2 * len(DET_TRAIN_PROFILED)
     assert [row[0] for row in arithmetic['rows']] == list(DET_TRAIN_PROFILED)
     assert all(float(row[1]) > 0 for row in arithmetic['rows'])
+    # Swin-T multiplies its own attention: CvT's kernels alone, each run's ending in its sum.
+    assert {row[0] for row in kernels['rows']} == {'CvT-13', 'CvT-13 fast'}
+    assert all(len(row) == len(kernels['columns']) for row in kernels['rows'])
+    assert [row[1].startswith('all ') for row in kernels['rows']].count(True) == 2
+
+
+def test_profiled_runs_time_every_attention_call_of_the_step_alone(det_train):
+    suite, section = det_train
+    results = section['raw']
+    blocks = sum(arch_settings(suite.cfg['arch'])['depths'])
+    for label in ('CvT-13', 'CvT-13 fast'):
+        kernels = results[label]['attention_kernels']
+        assert sum(k['calls'] for k in kernels) == blocks, label
+        for k in kernels:
+            assert k['forward_s'] > 0 and k['backward_s'] > 0, label
+            # Five products backward to the forward's two, over the same shapes.
+            assert 2 * k['backward_macs'] == 5 * k['forward_macs'] > 0
+    assert results['Swin-T']['attention_kernels'] == []
 
 
 def test_profiled_runs_count_the_backbone_arithmetic_of_a_training_step(det_train):
@@ -87,6 +107,18 @@ def test_arithmetic_bound_replaces_the_backbone_time_by_its_time_at_the_peak():
     row = arithmetic_bound_row('m', r, [dict(forward=1., backward=3.)], dict(times=[8.]))
     assert row == ['m', '100', '1.00', '4.00', '25%', '0.88x']
     assert arithmetic_bound_row('m', r, [dict(forward=1., backward=3.)], None)[-1] == '-'
+
+
+def test_attention_kernel_rows_give_each_call_and_their_sum_against_the_peak():
+    # One call of 1 GMAC forward in 40 ms and 2.5 backward in 100 ms, called twice, at a
+    # 100 GFLOP/s peak: each way 50% of the peak.
+    kernel = dict(query=[2, 1, 4096, 64], key=[2, 1, 1024, 64], calls=2, masked=False,
+                  forward_s=0.04, backward_s=0.1, forward_macs=1e9, backward_macs=2.5e9)
+    r = dict(attention_kernels=[kernel], matmul_peak_gflops=100., matmul_peak_after=80.)
+    assert attention_kernel_rows('m', r) == [
+        ['m', '2 x 1 x 4096 x 64', '1024', '2', '40.0', '50%', '100.0', '50%'],
+        ['m', 'all 2 calls', '', '', '0.08 s', '50%', '0.20 s', '50%']]
+    assert attention_kernel_rows('m', dict(attention_kernels=[])) == []
 
 
 def test_runs_take_turns_round_by_round_and_the_last_round_profiles():
