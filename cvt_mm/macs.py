@@ -76,7 +76,8 @@ def convolution_backward_flops(grad_out_shape, x_shape, w_shape, bias_sizes, str
 
     torch's own formula counts the weight gradient of a grouped convolution as if every input
     channel met every output channel: ``groups`` times too many, 384 times for a depthwise
-    conv of CvT-13's last stage.
+    conv of CvT-13's last stage (pytorch/pytorch#183405 proposed the division by groups; the
+    torch pinned here, 2.14.1, still counts it dense).
     """
     def swap_first_two(shape):
         return [shape[1], shape[0], *shape[2:]]
