@@ -131,6 +131,17 @@ def test_dynamo_export_runs_at_any_batch_and_size(tmp_path):
     assert_close_at_all_sizes(model, tmp_path / 'cvt.onnx')
 
 
+def test_dynamo_export_at_opset_23_fuses_each_blocks_attention(tmp_path):
+    # One ONNX Attention node per block in place of MatMul -> Softmax -> MatMul, whose
+    # intermediates onnxruntime keeps (docs/deployment.md: its memory at detection size).
+    model = tiny_backbone()
+    path = export_onnx(model, tmp_path / 'cvt.onnx', TRACED_SHAPE, dynamo=True, opset_version=23)
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert ops.count('Attention') == sum(CvT.parse_arch(TINY_ARCH)['depths'])
+    assert 'Softmax' not in ops
+    assert_close_at_all_sizes(model, path)
+
+
 @pytest.mark.parametrize('size', [(64, 64), (13, 9), (5, 4), (25, 31)])
 @pytest.mark.parametrize('output_size', [1, 2, 3, 6, (2, 3)])
 def test_dynamic_adaptive_pool_equals_the_native_one(size, output_size):
