@@ -61,6 +61,17 @@ def test_training_macs_count_the_chunked_mlps_accumulated_weight_gradients(monke
     assert training_macs(mlp, torch.randn(2, 37, 16)) == 5 * 2 * 37 * 16 * 64
 
 
+def test_the_chunked_mlp_computes_no_gradient_of_a_frozen_layer(monkeypatch):
+    monkeypatch.setattr(Mlp, 'chunk_rows', 30)
+    mlp = Mlp(16, 64, dict(type='QuickGELU')).train()
+    mlp.requires_grad_(False)  # frozen, as a fine-tuning user freezes the MLPs
+    x = torch.randn(2, 37, 16, requires_grad=True)
+    assert type(mlp(x).grad_fn).__name__ == 'ChunkedMlpFunctionBackward'
+    # Forward fc1 and fc2; backward the input's gradient alone: through fc2, then fc1.
+    assert training_macs(mlp, x) == 4 * 2 * 37 * 16 * 64
+    assert all(param.grad is None for param in mlp.parameters())
+
+
 def test_count_macs_is_the_same_with_autograd_on():
     # A trace with gradients on takes the plain MLP, not the training chunks (an opaque op).
     model = MODELS.build(classifier_cfg('13', 10)).train()

@@ -424,26 +424,33 @@ class ChunkedMlpFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
         rows, fc1_weight, fc2_weight, *hidden_chunks = ctx.saved_tensors
+        # Only the gradients asked for: a frozen layer's weights cost no products.
+        needs_rows, needs_fc1_weight, needs_fc1_bias, needs_fc2_weight, needs_fc2_bias, _ = \
+            ctx.needs_input_grad
         grad_out = grad_out.reshape(-1, grad_out.shape[-1])
-        grad_rows = torch.empty_like(rows) if ctx.needs_input_grad[0] else None
+        grad_rows = torch.empty_like(rows) if needs_rows else None
         grad_fc1_weight = grad_fc1_bias = grad_fc2_weight = None
         start = 0
         for hidden in hidden_chunks:
             stop = start + hidden.shape[0]
             grad_part = grad_out[start:stop]
-            grad_fc2_weight = accumulate_product(grad_fc2_weight, grad_part.t(), F.silu(hidden))
+            if needs_fc2_weight:
+                grad_fc2_weight = accumulate_product(grad_fc2_weight, grad_part.t(),
+                                                     F.silu(hidden))
             grad_hidden = torch.ops.aten.silu_backward(grad_part @ fc2_weight, hidden)
-            grad_fc1_weight = accumulate_product(grad_fc1_weight, grad_hidden.t(),
-                                                 rows[start:stop])
-            bias_part = grad_hidden.sum(0)
-            grad_fc1_bias = bias_part if grad_fc1_bias is None else grad_fc1_bias.add_(bias_part)
+            if needs_fc1_weight:
+                grad_fc1_weight = accumulate_product(grad_fc1_weight, grad_hidden.t(),
+                                                     rows[start:stop])
+            if needs_fc1_bias:
+                bias_part = grad_hidden.sum(0)
+                grad_fc1_bias = (bias_part if grad_fc1_bias is None
+                                 else grad_fc1_bias.add_(bias_part))
             if grad_rows is not None:
                 torch.mm(grad_hidden, fc1_weight, out=grad_rows[start:stop])
             start = stop
-        needs = ctx.needs_input_grad
         return (None if grad_rows is None else grad_rows.view(ctx.input_shape), grad_fc1_weight,
-                grad_fc1_bias if needs[2] else None, grad_fc2_weight,
-                grad_out.sum(0) if needs[4] else None, None)
+                grad_fc1_bias, grad_fc2_weight, grad_out.sum(0) if needs_fc2_bias else None,
+                None)
 
 
 class Mlp(nn.Sequential):
