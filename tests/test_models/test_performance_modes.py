@@ -17,9 +17,10 @@ import pytest
 import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
+from mmengine.registry import DefaultScope
 
 from cvt_mm.models.backbones import cvt as cvt_module
-from cvt_mm.models.backbones.cvt import ConvAttention, CvT, Mlp
+from cvt_mm.models.backbones.cvt import ConvAttention, CvT, Mlp, QuickGELU
 from cvt_mm.testing import TINY_ARCH, randomize_norms
 
 
@@ -355,3 +356,19 @@ def test_residual_with_dropped_paths_equals_mmcv_drop_path():
         torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
     drop_path.eval()
     assert torch.equal(cvt_module.add_dropped_path(x, branch, drop_path), x + branch)
+
+
+@pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet', 'mmseg'])
+def test_cvt_builds_its_own_quickgelu_in_every_scope(scope):
+    # mmpretrain and mmseg register a QuickGELU of their own (the same function, not folded nor
+    # chunked): under their default scope, as in their configs, the model must still get ours.
+    with DefaultScope.overwrite_default_scope(scope):
+        backbone = CvT(arch=TINY_ARCH).train()
+        # A scoped name still chooses that library's class (mmdet has none).
+        if scope != 'mmdet':
+            theirs = Mlp(16, 64, dict(type=f'{scope}.QuickGELU')).act
+            assert type(theirs) is not QuickGELU and type(theirs).__name__ == 'QuickGELU'
+    mlps = [module for module in backbone.modules() if isinstance(module, Mlp)]
+    assert mlps and all(type(mlp.act) is QuickGELU for mlp in mlps)
+    x = torch.randn(2, 37, mlps[0].fc1.in_features, requires_grad=True)
+    assert type(mlps[0](x).grad_fn).__name__ == 'ChunkedMlpFunctionBackward'

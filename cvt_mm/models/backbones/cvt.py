@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
@@ -30,7 +30,7 @@ from mmengine.model.weight_init import trunc_normal_
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from cvt_mm.registry import register_activation, register_backbone
+from cvt_mm.registry import build_activation, register_activation, register_backbone
 
 HWShape = Tuple[int, int]
 
@@ -470,7 +470,7 @@ class Mlp(nn.Sequential):
 
     def __init__(self, embed_dims: int, hidden_dims: int, act_cfg: dict, drop: float = 0.):
         super().__init__(OrderedDict(
-            fc1=nn.Linear(embed_dims, hidden_dims), act=build_activation_layer(act_cfg),
+            fc1=nn.Linear(embed_dims, hidden_dims), act=build_activation(act_cfg),
             drop1=nn.Dropout(drop), fc2=nn.Linear(hidden_dims, embed_dims),
             drop2=nn.Dropout(drop)))
 
