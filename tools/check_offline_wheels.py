@@ -41,19 +41,23 @@ def read_package_list(path: Path) -> set:
     return {normalized(name) for name in re.split(r'[,\s]+', listed) if name}
 
 
-def installed_here(names: set) -> set:
-    """``names`` as this environment has them: an image's distribution that is not installed
-    here but is under another name (LOCAL_NAMES) takes that name."""
-    here = {normalized(dist.metadata['Name']) for dist in importlib.metadata.distributions()}
-    return {name if name in here else LOCAL_NAMES.get(name, name) for name in names}
+def installed_distributions() -> dict:
+    """This environment's distributions by normalized name."""
+    return {normalized(dist.metadata['Name']): dist
+            for dist in importlib.metadata.distributions()}
 
 
-def populate(site: Path, wanted: set) -> list:
-    """Link (or copy) into ``site`` this environment's files of every distribution in
+def installed_here(names: set, installed: dict) -> set:
+    """``names`` as this environment (``installed``) has them: an image's distribution that is
+    not installed here but is under another name (LOCAL_NAMES) takes that name."""
+    return {name if name in installed else LOCAL_NAMES.get(name, name) for name in names}
+
+
+def populate(site: Path, wanted: set, installed: dict) -> list:
+    """Link (or copy) into ``site`` the files of every distribution of ``installed`` that is in
     ``wanted``; returns the names found."""
     found = []
-    for dist in importlib.metadata.distributions():
-        name = normalized(dist.metadata['Name'])
+    for name, dist in installed.items():
         if name not in wanted:
             continue
         found.append(name)
@@ -77,7 +81,8 @@ def main() -> int:
     parser.add_argument('--benchmark', action='store_true',
                         help='also run tools/benchmark.py --device cpu --quick there')
     args = parser.parse_args()
-    wanted = installed_here(read_package_list(args.packages))
+    installed = installed_distributions()
+    wanted = installed_here(read_package_list(args.packages), installed)
     wheels = sorted(args.wheelhouse.glob('*.whl'))
     if not wheels:
         raise SystemExit(f'{args.wheelhouse}: no wheels')
@@ -89,7 +94,7 @@ def main() -> int:
         site = Path(subprocess.run(
             [str(python), '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
             check=True, capture_output=True, text=True).stdout.strip())
-        found = populate(site, wanted - carried)
+        found = populate(site, wanted - carried, installed)
         print(f'{len(found)} of the image\'s distributions linked from this environment; '
               f'{len(wheels)} wheels to install')
         subprocess.run([sys.executable, '-m', 'pip', '--python', str(python), 'install',

@@ -11,7 +11,13 @@ import sys
 import time
 from typing import Callable, Dict, List, Sequence
 
-from .builders import arch_settings, build_backbone, build_detector, detection_training_batch
+from .builders import (
+    arch_settings,
+    build_backbone,
+    build_detector,
+    detection_training_batch,
+    timm_swin_t,
+)
 from .timing import MemoryTracker, matmul_peak_gflops, timed
 
 
@@ -140,6 +146,56 @@ def worker_train(job: dict) -> dict:
 
     times = timed(step, job['repeats'], job['warmup'])
     return dict(times=times, **memory.summary())
+
+
+def worker_cls_train(job: dict) -> dict:
+    """One classification training step (forward with the loss, backward, AdamW): time and
+    peak RSS.
+
+    Job keys: ``impl`` ('cvt_mm': the mmpretrain ``ImageClassifier`` of the classification
+    config, built under the mmpretrain scope as ``tools/train.py`` builds it;
+    'cvt_mm_library_act': the same with mmpretrain's own QuickGELU class, which ``Mlp``
+    neither folds nor chunks; 'swin': timm's Swin-T with cross-entropy), ``batch``, ``size``,
+    ``repeats``, ``warmup``, ``arch``.
+    """
+    import torch
+
+    from cvt_mm.models.backbones.cvt import Mlp
+    memory = MemoryTracker()
+    images = torch.randn(job['batch'], 3, job['size'], job['size'])
+    labels = torch.arange(job['batch']) % 1000
+    if job['impl'] == 'swin':
+        model = timm_swin_t(job['arch'], img_size=job['size'], num_classes=1000)
+
+        def loss_of_batch():
+            return torch.nn.functional.cross_entropy(model(images), labels)
+    else:
+        from mmengine.registry import init_default_scope
+        from mmpretrain.registry import MODELS
+        from mmpretrain.structures import DataSample
+
+        from cvt_mm.apis import classifier_cfg
+        init_default_scope('mmpretrain')
+        act = dict(cvt_mm='QuickGELU', cvt_mm_library_act='mmpretrain.QuickGELU')[job['impl']]
+        model = MODELS.build(classifier_cfg(job['arch'], act_cfg=dict(type=act)))
+        model.init_weights()
+        samples = [DataSample().set_gt_label(label) for label in labels.tolist()]
+
+        def loss_of_batch():
+            return model(images, samples, mode='loss')['loss']
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    memory.built()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss_of_batch().backward()
+        optimizer.step()
+
+    times = timed(step, job['repeats'], job['warmup'])
+    return dict(times=times, **memory.summary(), mlp_activations=sorted(
+        {f'{type(m.act).__module__}.{type(m.act).__name__}' for m in model.modules()
+         if isinstance(m, Mlp)}))
 
 
 def cpu_has_bf16() -> bool:
@@ -284,6 +340,7 @@ def worker_det_train(job: dict) -> dict:
 
     Job keys: ``config`` and ``backbone_options`` (see :func:`.builders.build_detector`),
     ``size`` ([h, w]), ``boxes``, ``device`` (default 'cpu'), ``profile`` (bool), ``top``,
+    ``kernel_repeats`` (each attention call's timed repeats when profiling; default 3),
     ``repeats``, ``warmup``, ``arch``.
     """
     import torch
@@ -317,7 +374,8 @@ def worker_det_train(job: dict) -> dict:
     if job.get('profile'):
         result.update(profile_training_step(model, batch, optim_wrapper, job.get('top', 10)))
         result.update(backbone_arithmetic(model.backbone, batch['inputs']))
-        result['attention_kernels'] = attention_kernels(model.backbone, batch['inputs'])
+        result['attention_kernels'] = attention_kernels(model.backbone, batch['inputs'],
+                                                        job.get('kernel_repeats', 3))
         optim_wrapper.zero_grad()
     return result
 
@@ -379,7 +437,7 @@ def attention_kernels(backbone, inputs, repeats: int = 3) -> List[dict]:
         shapes = [list(t.shape) for t in (query, key, value)]
         kernels.append(dict(
             query=shapes[0], key=shapes[1], calls=call['calls'], masked=call['mask'] is not None,
-            forward_s=statistics.median(forward_times[1:]),
+            repeats=repeats, forward_s=statistics.median(forward_times[1:]),
             backward_s=statistics.median(backward_times[1:]),
             forward_macs=cpu_flash_attention_flops(*shapes) // 2,
             backward_macs=cpu_flash_attention_backward_flops(list(out.shape), *shapes) // 2))
@@ -446,4 +504,5 @@ def worker_profile(job: dict) -> dict:
 
 WORKERS: Dict[str, Callable[[dict], dict]] = dict(
     cls=worker_cls, backbone=worker_backbone, compile=worker_compile, train=worker_train,
+    cls_train=worker_cls_train,
     det=worker_det, det_train=worker_det_train, profile=worker_profile)

@@ -9,7 +9,7 @@ measures and how is docs/benchmarks.md's.
 """
 import sys
 from statistics import median
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from .cpu_workers import cpu_has_bf16
 
@@ -158,29 +158,105 @@ def measure_dense(suite) -> dict:
          'forward memory HF / cvt_mm GB', 'GMACs'], rows, notes)])
 
 
+# The backbone training runs of the train section: row label -> (with_cp, query chunks:
+# ``ConvAttention.train_query_chunks``, None the model's choice, 1 none).
+TRAIN_RUNS = {'with_cp off': (False, None), 'with_cp on': (True, None),
+              'query chunks off': (False, 1)}
+
+
 def measure_train(suite) -> dict:
     """One training step of the backbone, with and without ``with_cp``, and without the CPU
-    attention's query chunks."""
+    attention's query chunks; then the classifier's training step (:func:`measure_cls_train`).
+    A process per run, ``train_rounds`` rounds taking turns (:func:`take_turns`)."""
     c = suite.cfg
-    rows, raw = [], []
-    for with_cp, query_chunks in ((False, None), (True, None), (False, 1)):
-        r = suite.spawn('train', size=list(c['train_size']), with_cp=with_cp,
-                        query_chunks=query_chunks, repeats=max(1, c['repeats'] // 2))
-        if r is None:
-            continue
-        raw.append(dict(with_cp=with_cp, query_chunks=query_chunks, **r))
-        rows.append(['yes' if with_cp else 'no', 'off' if query_chunks == 1 else 'on',
-                     f"{median(r['times']):.2f}", f"{r['peak_rss_mb'] / 1024:.2f}",
-                     f"{(r['peak_rss_mb'] - r['rss_built_mb']) / 1024:.2f}"])
+
+    def spawn(label: str, last_round: bool) -> Optional[dict]:
+        with_cp, query_chunks = TRAIN_RUNS[label]
+        return suite.spawn('train', size=list(c['train_size']), with_cp=with_cp,
+                           query_chunks=query_chunks, repeats=1)
+
+    backbones = take_turns(TRAIN_RUNS, c['train_rounds'], spawn)
+    tables = []
+    if backbones:
+        rows = []
+        for label, r in backbones.items():
+            with_cp, query_chunks = TRAIN_RUNS[label]
+            rows.append(['yes' if with_cp else 'no', 'off' if query_chunks == 1 else 'on',
+                         f"{median(r['times']):.2f}",
+                         f"{min(r['times']):.2f}-{max(r['times']):.2f}",
+                         f"{r['peak_rss_mb'] / 1024:.2f}",
+                         f"{(r['peak_rss_mb'] - r['rss_built_mb']) / 1024:.2f}"])
+        size = c['train_size']
+        tables.append(table(
+            f"Training step (forward + backward), CvT-{suite.arch_name} backbone, "
+            f"{size[0]}x{size[1]}, batch 1",
+            ['with_cp', 'query chunks', 's / step (median)', 'fastest-slowest s',
+             'peak RSS GB', 'above baseline GB'], rows,
+            ['Query chunks: the CPU attention runs its queries in chunks that share k and v, '
+             'so that its backward keeps every thread busy (ConvAttention.train_query_chunks).',
+             f"One step after {c['warmup']} warm-up in each of {c['train_rounds']} processes "
+             'per run, the runs taking turns.']))
+    classifiers = measure_cls_train(suite)
+    if classifiers['table'] is not None:
+        tables.append(classifiers['table'])
+    return dict(raw=dict(backbone=backbones, classifier=classifiers['raw']), tables=tables)
+
+
+# The classifier training runs of the train section: worker impl -> row label.
+CLS_TRAIN_RUNS = {
+    'cvt_mm': 'cvt_mm CvT (mmpretrain ImageClassifier)',
+    'cvt_mm_library_act': "cvt_mm CvT with mmpretrain's QuickGELU class (MLP unfolded, "
+                          'unchunked)',
+    'swin': 'timm Swin-T',
+}
+CLS_TRAIN_BASELINE = 'swin'
+
+
+def measure_cls_train(suite) -> dict:
+    """One classification training step at the cls section's batch and size: the CvT
+    classifier as mmpretrain builds it, the same with mmpretrain's QuickGELU class, timm's
+    Swin-T; a process per run, ``train_rounds`` rounds taking turns."""
+    c = suite.cfg
+    def spawn(impl: str, last_round: bool) -> Optional[dict]:
+        return suite.spawn('cls_train', impl=impl, batch=c['cls_batch'], size=c['cls_size'])
+
+    results = take_turns(CLS_TRAIN_RUNS, c['train_rounds'], spawn)
+    baseline = results.get(CLS_TRAIN_BASELINE)
+    rows = []
+    for impl, r in results.items():
+        step = median(r['times'])
+        versus = f"{step / median(baseline['times']):.2f}x" if baseline else '-'
+        rows.append([CLS_TRAIN_RUNS[impl], f'{step:.3f}',
+                     f"{min(r['times']):.3f}-{max(r['times']):.3f}",
+                     f"{c['cls_batch'] / step:.1f}", versus, f"{r['peak_rss_mb'] / 1024:.2f}"])
     if not rows:
-        return dict(tables=[], raw=raw)
-    size = c['train_size']
-    return dict(raw=raw, tables=[table(
-        f"Training step (forward + backward), CvT-{suite.arch_name} backbone, "
-        f"{size[0]}x{size[1]}, batch 1",
-        ['with_cp', 'query chunks', 's / step', 'peak RSS GB', 'above baseline GB'], rows,
-        ['Query chunks: the CPU attention runs its queries in chunks that share k and v, '
-         'so that its backward keeps every thread busy (ConvAttention.train_query_chunks).'])])
+        return dict(table=None, raw=results)
+    return dict(raw=results, table=table(
+        f"Classifier training step, CvT-{suite.arch_name} {c['cls_size']}x{c['cls_size']} batch "
+        f"{c['cls_batch']}, fp32, {suite.threads} threads",
+        ['model', 's / step (median)', 'fastest-slowest s', 'img/s', 'vs Swin-T',
+         'peak RSS GB'], rows,
+        ['Forward with the loss, backward, AdamW; random images and labels. '
+         f"{c['repeats']} steps after {c['warmup']} warm-up in each of {c['train_rounds']} "
+         'processes per model, the models taking turns.',
+         "mmpretrain registers a QuickGELU of its own, which its scope chose for cvt_mm's "
+         'MLPs before 2026-12-05 (commit 128dccc): its row is what a classifier trained '
+         'at.']))
+
+
+def take_turns(labels: Sequence[str], rounds: int,
+               spawn: Callable[[str, bool], Optional[dict]]) -> Dict[str, dict]:
+    """Each label's worker ``spawn(label, last_round)`` once per round, the labels taking
+    turns, so that a CPU whose speed drifts (a shared virtual machine's) slows them alike;
+    each label's processes merged (:func:`merge_rounds`), labels whose workers all failed
+    left out."""
+    runs: Dict[str, List[dict]] = {label: [] for label in labels}
+    for round_index in range(rounds):
+        for label in labels:
+            r = spawn(label, round_index == rounds - 1)
+            if r is not None:
+                runs[label].append(r)
+    return {label: merge_rounds(done) for label, done in runs.items() if done}
 
 
 def measure_det(suite) -> dict:
@@ -258,16 +334,11 @@ def measure_det_train(suite) -> dict:
     a CPU whose speed drifts (a shared virtual machine's) slows them alike. The last round
     profiles; peak RSS is the largest of a run's processes.
     """
-    rounds: Dict[str, List[dict]] = {label: [] for label in DET_TRAIN_RUNS}
-    last_round = suite.cfg['det_train_rounds'] - 1
-    for round_index in range(last_round + 1):
-        for label in DET_TRAIN_RUNS:
-            profile = round_index == last_round and label in DET_TRAIN_PROFILED
-            r = spawn_det_train(suite, label, profile=profile, top=8,
-                                repeats=suite.cfg['det_train_repeats'])
-            if r is not None:
-                rounds[label].append(r)
-    results = {label: merge_rounds(runs) for label, runs in rounds.items() if runs}
+    def spawn(label: str, last_round: bool) -> Optional[dict]:
+        return spawn_det_train(suite, label, profile=last_round and label in DET_TRAIN_PROFILED,
+                               top=8, repeats=suite.cfg['det_train_repeats'])
+
+    results = take_turns(DET_TRAIN_RUNS, suite.cfg['det_train_rounds'], spawn)
     if not results:
         return dict(tables=[], raw=results)
     return dict(raw=results, tables=det_train_tables(suite, results))
@@ -286,7 +357,8 @@ def spawn_det_train(suite, label: str, **job) -> Optional[dict]:
     c = suite.cfg
     detector, options = DET_TRAIN_RUNS[label]
     return suite.spawn('det_train', config=DETECTORS[detector], backbone_options=options,
-                       size=list(c['det_train_size']), boxes=c['det_train_boxes'], **job)
+                       size=list(c['det_train_size']), boxes=c['det_train_boxes'],
+                       kernel_repeats=c['det_train_kernel_repeats'], **job)
 
 
 def det_train_tables(suite, results: Dict[str, dict]) -> List[dict]:
@@ -349,16 +421,19 @@ def det_train_tables(suite, results: Dict[str, dict]) -> List[dict]:
     kernel_rows = [row for label, r in profiled.items()
                    for row in attention_kernel_rows(label, r)]
     if kernel_rows:
+        repeats = next(kernel['repeats'] for r in profiled.values()
+                       for kernel in r['attention_kernels'])
         tables.append(table(
             f'Attention kernels of the training step at {size}, each call alone',
             ['model', 'q (batch, heads, queries, dim)', 'keys', 'calls',
              'forward ms per call', 'of the peak', 'backward ms per call', 'of the peak'],
             kernel_rows,
             ["Each distinct scaled_dot_product_attention call of one training forward, run "
-             "alone on that call's own tensors: medians of 3 forwards and backwards after a "
-             "warm-up. Of the peak: the CPU flash kernel's multiply-accumulates (two products "
-             "forward; five backward, the attention weights recomputed) at the worker's matmul "
-             "peak over the time taken. The all-calls row: every call of the step, in seconds."]))
+             f"alone on that call's own tensors: medians of {repeats} forwards and backwards "
+             "after a warm-up. Of the peak: the CPU flash kernel's multiply-accumulates (two "
+             "products forward; five backward, the attention weights recomputed) at the "
+             "worker's matmul peak over the time taken. The all-calls row: every call of the "
+             "step, in seconds."]))
     op_lists = [r['backward_ops'] for r in profiled.values()]
     op_rows = operator_rows(op_lists, max(len(ops) for ops in op_lists))
     columns = ['#']

@@ -17,7 +17,7 @@ from helpers import WITHOUT_MMCV_OPS, sitecustomize_env
 from cvt_mm.benchmark import load_results, merge_sections, save_results
 from cvt_mm.benchmark.report import MARK_END, MARK_START
 from cvt_mm.benchmark.runner import render_only
-from cvt_mm.benchmark.sections import DETECTORS
+from cvt_mm.benchmark.sections import CLS_TRAIN_RUNS, DETECTORS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL = REPO_ROOT / 'tools' / 'benchmark.py'
@@ -50,13 +50,20 @@ def test_benchmark_quick_runs_end_to_end(tmp_path):
     text = out.read_text()
     assert 'hand-written text' in text and 'trailing text' in text and '\nold\n' not in text
     for title in ('Classification', 'Backbone forward', 'Training step',
-                  'Mask R-CNN inference', 'Mask R-CNN backbones'):
+                  'Classifier training step', 'Mask R-CNN inference', 'Mask R-CNN backbones'):
         assert f'### {title}' in text, title
     assert 'failed' not in proc.stderr
     assert (tmp_path / 'benchmark_sizes.png').stat().st_size > 1000
     raw = json.loads((tmp_path / 'raw.json').read_text())
     assert raw['cls']['diffs']['cvt_mm'] < 1e-4
     assert set(raw['det']) == set(DETECTORS)
+    assert set(raw['train']['classifier']) == set(CLS_TRAIN_RUNS)
+    classifiers = raw['train']['classifier']
+    assert all(r['times'] for r in classifiers.values())
+    # The rows are what their labels say: cvt_mm's QuickGELU, and mmpretrain's own class.
+    assert classifiers['cvt_mm']['mlp_activations'] == ['cvt_mm.models.backbones.cvt.QuickGELU']
+    assert classifiers['cvt_mm_library_act']['mlp_activations'] == [
+        'mmpretrain.models.utils.clip_generator_helper.QuickGELU']
     data = load_results(tmp_path / 'bench.json')
     assert data['quick'] and data['threads'] == 1
     assert list(data['sections']) == ['cls', 'dense', 'train', 'det']

@@ -9,7 +9,14 @@ import sys
 from helpers import TOOLS_DIR
 
 sys.path.insert(0, str(TOOLS_DIR))
-from check_offline_wheels import IMPORTS, LOCAL_NAMES, installed_here, normalized, read_package_list  # noqa: E402
+from check_offline_wheels import (  # noqa: E402
+    IMPORTS,
+    LOCAL_NAMES,
+    installed_distributions,
+    installed_here,
+    normalized,
+    read_package_list,
+)
 
 # The distributions that the imports load from this environment, by name.
 LOADED = f'''
@@ -61,5 +68,5 @@ def test_an_image_name_takes_the_local_name_only_where_it_is_not_installed(monke
     # numpy is installed here, so a local name for it is not used; a name not installed here is.
     monkeypatch.setitem(LOCAL_NAMES, 'numpy', 'not-numpy')
     monkeypatch.setitem(LOCAL_NAMES, 'not-installed-here', 'torch')
-    assert installed_here({'numpy', 'not-installed-here', 'scipy'}) == {
+    assert installed_here({'numpy', 'not-installed-here', 'scipy'}, installed_distributions()) == {
         'numpy', 'torch', 'scipy'}

@@ -1,0 +1,20 @@
+"""The train section's runs: the backbone's and the classifier's training steps, every run in a
+fresh process per round, the runs taking turns."""
+from cvt_mm.benchmark.runner import settings
+from cvt_mm.benchmark.sections import CLS_TRAIN_RUNS, TRAIN_RUNS, measure_train
+
+
+def test_backbone_and_classifier_runs_take_turns_round_by_round():
+    spawned = []
+
+    class RecordingSuite:
+        cfg = dict(settings(quick=True), train_rounds=2)
+
+        def spawn(self, kind, **job):
+            spawned.append((kind, job.get('with_cp'), job.get('query_chunks'), job.get('impl')))
+            return None  # as a failed worker: no tables
+
+    assert measure_train(RecordingSuite())['tables'] == []
+    backbone_round = [('train', with_cp, chunks, None) for with_cp, chunks in TRAIN_RUNS.values()]
+    classifier_round = [('cls_train', None, None, impl) for impl in CLS_TRAIN_RUNS]
+    assert spawned == backbone_round * 2 + classifier_round * 2
