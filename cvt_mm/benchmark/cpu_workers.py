@@ -340,7 +340,7 @@ def worker_det_train(job: dict) -> dict:
 
     Job keys: ``config`` and ``backbone_options`` (see :func:`.builders.build_detector`),
     ``size`` ([h, w]), ``boxes``, ``device`` (default 'cpu'), ``profile`` (bool), ``top``,
-    ``kernel_repeats`` (each attention call's timed repeats when profiling; default 3),
+    ``kernel_repeats`` (each attention call's timed repeats when profiling),
     ``repeats``, ``warmup``, ``arch``.
     """
     import torch
@@ -375,7 +375,7 @@ def worker_det_train(job: dict) -> dict:
         result.update(profile_training_step(model, batch, optim_wrapper, job.get('top', 10)))
         result.update(backbone_arithmetic(model.backbone, batch['inputs']))
         result['attention_kernels'] = attention_kernels(model.backbone, batch['inputs'],
-                                                        job.get('kernel_repeats', 3))
+                                                        job['kernel_repeats'])
         optim_wrapper.zero_grad()
     return result
 
@@ -437,7 +437,7 @@ def attention_kernels(backbone, inputs, repeats: int = 3) -> List[dict]:
         shapes = [list(t.shape) for t in (query, key, value)]
         kernels.append(dict(
             query=shapes[0], key=shapes[1], calls=call['calls'], masked=call['mask'] is not None,
-            repeats=repeats, forward_s=statistics.median(forward_times[1:]),
+            forward_s=statistics.median(forward_times[1:]),
             backward_s=statistics.median(backward_times[1:]),
             forward_macs=cpu_flash_attention_flops(*shapes) // 2,
             backward_macs=cpu_flash_attention_backward_flops(list(out.shape), *shapes) // 2))

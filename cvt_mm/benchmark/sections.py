@@ -38,6 +38,11 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
                 notes=list(notes))
 
 
+def fastest_slowest(times: Sequence[float], digits: int = 2) -> str:
+    """A run's step times as the 'fastest-slowest s' cell."""
+    return f'{min(times):.{digits}f}-{max(times):.{digits}f}'
+
+
 def matmul_peak(r: dict) -> float:
     """A worker's fp32 matmul peak: the larger of its measurements before and after its
     runs."""
@@ -182,8 +187,7 @@ def measure_train(suite) -> dict:
         for label, r in backbones.items():
             with_cp, query_chunks = TRAIN_RUNS[label]
             rows.append(['yes' if with_cp else 'no', 'off' if query_chunks == 1 else 'on',
-                         f"{median(r['times']):.2f}",
-                         f"{min(r['times']):.2f}-{max(r['times']):.2f}",
+                         f"{median(r['times']):.2f}", fastest_slowest(r['times']),
                          f"{r['peak_rss_mb'] / 1024:.2f}",
                          f"{(r['peak_rss_mb'] - r['rss_built_mb']) / 1024:.2f}"])
         size = c['train_size']
@@ -217,6 +221,7 @@ def measure_cls_train(suite) -> dict:
     classifier as mmpretrain builds it, the same with mmpretrain's QuickGELU class, timm's
     Swin-T; a process per run, ``train_rounds`` rounds taking turns."""
     c = suite.cfg
+
     def spawn(impl: str, last_round: bool) -> Optional[dict]:
         return suite.spawn('cls_train', impl=impl, batch=c['cls_batch'], size=c['cls_size'])
 
@@ -227,7 +232,7 @@ def measure_cls_train(suite) -> dict:
         step = median(r['times'])
         versus = f"{step / median(baseline['times']):.2f}x" if baseline else '-'
         rows.append([CLS_TRAIN_RUNS[impl], f'{step:.3f}',
-                     f"{min(r['times']):.3f}-{max(r['times']):.3f}",
+                     fastest_slowest(r['times'], digits=3),
                      f"{c['cls_batch'] / step:.1f}", versus, f"{r['peak_rss_mb'] / 1024:.2f}"])
     if not rows:
         return dict(table=None, raw=results)
@@ -369,7 +374,7 @@ def det_train_tables(suite, results: Dict[str, dict]) -> List[dict]:
     rows = []
     for label, r in results.items():
         step = median(r['times'])
-        rows.append([label, f'{step:.2f}', f"{min(r['times']):.2f}-{max(r['times']):.2f}",
+        rows.append([label, f'{step:.2f}', fastest_slowest(r['times']),
                      '-' if baseline is None else f"{step / median(baseline['times']):.2f}x",
                      f"{r['peak_rss_mb'] / 1024:.2f}",
                      f"{(r['peak_rss_mb'] - r['rss_built_mb']) / 1024:.2f}", r['optimizer']])
@@ -421,19 +426,17 @@ def det_train_tables(suite, results: Dict[str, dict]) -> List[dict]:
     kernel_rows = [row for label, r in profiled.items()
                    for row in attention_kernel_rows(label, r)]
     if kernel_rows:
-        repeats = next(kernel['repeats'] for r in profiled.values()
-                       for kernel in r['attention_kernels'])
         tables.append(table(
             f'Attention kernels of the training step at {size}, each call alone',
             ['model', 'q (batch, heads, queries, dim)', 'keys', 'calls',
              'forward ms per call', 'of the peak', 'backward ms per call', 'of the peak'],
             kernel_rows,
             ["Each distinct scaled_dot_product_attention call of one training forward, run "
-             f"alone on that call's own tensors: medians of {repeats} forwards and backwards "
-             "after a warm-up. Of the peak: the CPU flash kernel's multiply-accumulates (two "
-             "products forward; five backward, the attention weights recomputed) at the "
-             "worker's matmul peak over the time taken. The all-calls row: every call of the "
-             "step, in seconds."]))
+             f"alone on that call's own tensors: medians of {c['det_train_kernel_repeats']} "
+             "forwards and backwards after a warm-up. Of the peak: the CPU flash kernel's "
+             "multiply-accumulates (two products forward; five backward, the attention weights "
+             "recomputed) at the worker's matmul peak over the time taken. The all-calls row: "
+             "every call of the step, in seconds."]))
     op_lists = [r['backward_ops'] for r in profiled.values()]
     op_rows = operator_rows(op_lists, max(len(ops) for ops in op_lists))
     columns = ['#']
