@@ -5,11 +5,15 @@ import sys
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 from setuptools.command.editable_wheel import editable_wheel
 
 ROOT = Path(__file__).parent
 # What mim and `cvt_mm.apis.config_dir()` look for inside a package installed from a wheel.
 MIM_FILES = ('configs', 'model-index.yml')
+# Imported by site at start-up: serves cvt_mm's stand-in for mmcv's compiled ops to processes
+# that import mmcv.ops before cvt_mm (cvt_mm_mmcv_ext_finder.py says why).
+STARTUP_PTH = ('cvt_mm_mmcv_ext_finder.pth', 'import cvt_mm_mmcv_ext_finder\n')
 
 
 def read_version():
@@ -33,6 +37,15 @@ def add_mim_extension():
             shutil.copytree(source, mim_root / name)
         elif source.is_file():
             shutil.copy(source, mim_root / name)
+
+
+class BuildPyWithStartupFinder(build_py):
+    """build_py, plus the start-up .pth at the root of the wheel (site-packages)."""
+
+    def run(self):
+        super().run()
+        name, text = STARTUP_PTH
+        Path(self.build_lib, name).write_text(text)
 
 
 class EditableWheelWithModelIndex(editable_wheel):
@@ -69,6 +82,9 @@ class ModelIndexStrategy:
                        lambda match: match[1] + (ROOT / match[2]).resolve().as_posix(),
                        (ROOT / 'model-index.yml').read_text(), flags=re.MULTILINE)
         wheel.writestr('cvt_mm/.mim/model-index.yml', index)
+        # Processed after setuptools' __editable__ path entry (site sorts the .pth files by
+        # name), which puts the checkout, and so the finder's module, on sys.path.
+        wheel.writestr(*STARTUP_PTH)
 
 
 add_mim_extension()
@@ -81,9 +97,10 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['cvt_mm', 'cvt_mm.*']),
+    py_modules=['cvt_mm_mmcv_ext_finder'],
     # The checkout is the package's parent: an editable install puts it on sys.path.
     package_dir={'': '.'},
-    cmdclass={'editable_wheel': EditableWheelWithModelIndex},
+    cmdclass={'build_py': BuildPyWithStartupFinder, 'editable_wheel': EditableWheelWithModelIndex},
     include_package_data=True,
     package_data={'cvt_mm': ['.mim/model-index.yml', '.mim/configs/**/*.py',
                              '.mim/configs/**/*.yml', '.mim/configs/**/*.md']},
@@ -93,7 +110,6 @@ setup(
         'torch>=2.1',
         'torchvision',
         'mmengine>=0.10.3,<0.11',
-        'mmcv>=2.0.0,<2.2.0',  # mmdet 3.3 and mmseg 1.2 refuse mmcv>=2.2
         'mmdet>=3.3.0,<3.4',
         'mmsegmentation>=1.2.2,<1.3',
         'mmpretrain>=1.2.0,<1.3',
@@ -107,7 +123,13 @@ setup(
         'ftfy',  # imported by mmseg without being declared
         'regex',  # imported by mmseg without being declared
     ],
+    # mmcv is not among them, as in OpenMMLab's own packages: it comes either as mmcv-lite (pure
+    # Python, tools/setup_env.sh's default; cvt_mm serves the compiled ops the configs call from
+    # torchvision) or as mmcv with its compiled ops, and one requirement cannot accept either.
+    # `import cvt_mm` checks that one of them, 2.0 or 2.1, is there (mmdet 3.3 and mmseg 1.2
+    # refuse mmcv>=2.2). The extra `mmcv-lite` installs the first.
     extras_require={
+        'mmcv-lite': ['mmcv-lite>=2.0.0,<2.2.0'],
         # The command lines' progress bars, tables and plots (tools/).
         'tools': ['rich', 'matplotlib'],
         'tests': [

@@ -7,13 +7,20 @@ mmengine resume Runner checkpoints on torch's safe unpickler. Where mmcv was bui
 compiled ops, torchvision's RoIAlign and NMS stand in for them (:mod:`.mmcv_ext_fallback`), so
 that mmdet's and mmseg's models import and Mask R-CNN and UperNet run.
 """
-from . import datasets  # noqa: F401  (registers SkipBadSamples and SkippedSamplesHook)
-from .apis.model_zoo import register_model_index
-from .engine import optimizers  # noqa: F401  (registers LayerDecayOptimWrapperConstructor)
-from .engine.safe_loading import allow_runner_checkpoints
-from .mmcv_ext_fallback import install as install_mmcv_ext_fallback
-from .models import CvT
-from .version import __version__
+# Bound by name: the start-up finder (cvt_mm_mmcv_ext_finder) may have loaded the module before
+# this package, and an import of a loaded submodule binds no attribute.
+from . import mmcv_ext_fallback  # noqa: F401
+from .mmcv_ext_fallback import require_mmcv
+
+require_mmcv()  # before anything imports mmcv: a missing one is named in one line
+
+from . import datasets  # noqa: E402,F401  (registers SkipBadSamples and SkippedSamplesHook)
+from .apis.model_zoo import register_model_index  # noqa: E402
+from .engine import optimizers  # noqa: E402,F401  (registers LayerDecayOptimWrapperConstructor)
+from .engine.safe_loading import allow_runner_checkpoints  # noqa: E402
+from .mmcv_ext_fallback import install as install_mmcv_ext_fallback  # noqa: E402
+from .models import CvT  # noqa: E402
+from .version import __version__  # noqa: E402
 
 allow_runner_checkpoints()
 install_mmcv_ext_fallback()  # none of the imports above imports mmcv.ops

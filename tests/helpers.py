@@ -95,8 +95,8 @@ def as_list(node) -> list:
 
 
 def toy_config(cfg: Config, data_root: Path, arch=TINY_ARCH) -> Config:
-    """A copy of a real detection (Mask R-CNN, Cascade Mask R-CNN, RetinaNet) or UperNet config
-    that trains one iteration on the toy data
+    """A copy of a real detection (Mask R-CNN, Cascade Mask R-CNN, RetinaNet, DINO, Mask2Former)
+    or segmentation (UperNet, Mask2Former) config that trains one iteration on the toy data
     under ``data_root`` (see make_toy_datasets) and then validates; ``arch=None`` keeps the
     real backbone. Of the model only the backbone size, the class count (detection) and the
     number of RoIs per image (detection) change; the heads keep their real widths."""
@@ -106,10 +106,11 @@ def toy_config(cfg: Config, data_root: Path, arch=TINY_ARCH) -> Config:
     if arch is not None:
         model.backbone.arch = arch
         widths = list(arch['embed_dims'])
-        if scope == 'mmdet':
-            # The stages the backbone outputs (RetinaNet's skip the stride-4 one).
+        if 'neck' in model:
+            # FPN, or the ChannelMapper of the query-based heads: the stages the backbone
+            # outputs (RetinaNet's and DINO's skip the stride-4 one).
             model.neck.in_channels = [widths[i] for i in model.backbone.out_indices]
-        else:
+        else:  # UperNet
             model.decode_head.in_channels = widths
             model.auxiliary_head.in_channels = widths[model.auxiliary_head.in_index]
     model.backbone.init_cfg = None  # no checkpoint here: the backbone's own init
@@ -135,7 +136,12 @@ def toy_config(cfg: Config, data_root: Path, arch=TINY_ARCH) -> Config:
                 stage_cfg.sampler.num = 16
             model.test_cfg.rpn.max_per_img = 100
             model.test_cfg.rcnn.max_per_img = 10
-        else:  # single-stage (RetinaNet)
+        elif 'panoptic_head' in model:  # Mask2Former, instance segmentation
+            model.panoptic_head.num_things_classes = len(classes)
+            model.panoptic_head.loss_cls.class_weight = [1.0] * len(classes) + [0.1]
+            model.panoptic_fusion_head.num_things_classes = len(classes)
+            model.test_cfg.max_per_image = 10
+        else:  # single-stage (RetinaNet) and DETR-like (DINO)
             model.bbox_head.num_classes = len(classes)
             model.test_cfg.max_per_img = 10
             # RetinaNet's classifier starts at a 0.01 prior, below the 0.05 score threshold:
@@ -145,6 +151,17 @@ def toy_config(cfg: Config, data_root: Path, arch=TINY_ARCH) -> Config:
             # CocoDataset keeps only the categories named in its metainfo.
             cfg[loader].dataset.metainfo = dict(classes=classes)
     # (mmseg: the toy label maps hold 0..5 after reduce_zero_label, a subset of ADE20K's.)
+    # The query-based heads with fewer queries for 128-px images with at most four objects
+    # (DINO's top-k encoder proposals must not outnumber the smallest image's ~130 tokens), and
+    # Mask2Former's mask losses on fewer sampled points (12544 is a 1024-px image's budget).
+    if 'num_queries' in model:  # DINO
+        model.num_queries = 50
+    decode_head = model.get('decode_head') or {}
+    mask2former = model.get('panoptic_head') or (
+        decode_head if decode_head.get('type') == 'Mask2FormerHead' else None)
+    if mask2former is not None:
+        mask2former.num_queries = 20
+        (model if scope == 'mmdet' else mask2former).train_cfg.num_points = 1024
     return cfg
 
 

@@ -6,12 +6,35 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 
 import pytest
 from helpers import REPO_ROOT
 
 PROJECT_FILES = ('setup.py', 'pyproject.toml', 'README.md', 'LICENSE', 'model-index.yml',
-                 'configs', 'cvt_mm')
+                 'configs', 'cvt_mm', 'cvt_mm_mmcv_ext_finder.py')
+# Without site (-S): the environment's packages on the path, but none of its .pth files (its own
+# cvt_mm install's included); then the install under test as a site directory, whose .pth files
+# site processes. mmdet's models import before cvt_mm, on the stand-in the finder serves.
+MMDET_FIRST = '''
+import site, sys
+sys.path.append({packages!r})
+site.addsitedir({site_dir!r})
+import mmdet.models
+assert 'cvt_mm' not in sys.modules
+from mmcv.utils import ext_loader
+print(type(sys.modules['mmcv._ext']).__name__, ext_loader.check_ops_exist(),
+      sys.modules['cvt_mm.mmcv_ext_fallback'].__file__)
+'''
+
+
+def assert_mmdet_imports_first_on_the_stand_in(site_dir, cvt_mm_dir):
+    code = MMDET_FIRST.format(packages=sysconfig.get_paths()['purelib'], site_dir=str(site_dir))
+    result = subprocess.run([sys.executable, '-S', '-c', code], capture_output=True, text=True,
+                            timeout=300, cwd=site_dir)  # not the checkout: '' is on the path
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == [
+        'FallbackExt', 'False', str(cvt_mm_dir / 'mmcv_ext_fallback.py')]
 
 
 @pytest.fixture
@@ -58,6 +81,7 @@ def test_mim_reads_the_index_of_a_wheel(project_copy, tmp_path):
     (wheel, ) = (tmp_path / 'dist').glob('cvt_mm-*.whl')
     pip('install', '--no-deps', '--target', str(tmp_path / 'site'), str(wheel))
     assert_mim_finds_the_model_index(tmp_path / 'site')
+    assert_mmdet_imports_first_on_the_stand_in(tmp_path / 'site', tmp_path / 'site' / 'cvt_mm')
 
 
 def test_mim_reads_the_index_of_an_editable_install(project_copy, tmp_path):
@@ -78,3 +102,4 @@ def test_mim_reads_the_index_of_an_editable_install(project_copy, tmp_path):
     assert f'- {project_copy.resolve().as_posix()}/configs/metafile.yml' in index
     (path_entry, ) = site_dir.glob('__editable__.cvt_mm-*.pth')
     assert path_entry.read_text().strip() == str(project_copy)
+    assert_mmdet_imports_first_on_the_stand_in(site_dir, project_copy / 'cvt_mm')

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Wheels for a machine without internet that has PyTorch (and timm, transformers, onnxruntime)
 # but none of the OpenMMLab packages, e.g. a GPU box: cvt_mm itself, mmcv 2.1.0 built without
-# its compiled ops (mmcv "lite": a pure-Python wheel that fits any torch), and every other
+# its compiled ops (PyPI's mmcv-lite: a pure-Python wheel that fits any torch), and every other
 # package cvt_mm needs besides torch/torchvision, as binaries for that machine's Python.
 #
 #   bash tools/build_offline_wheels.sh [OUT_DIR] [PYTHON_VERSION]   # default: wheelhouse 3.12
@@ -21,10 +21,8 @@
 #   pip install --no-index --no-deps wheelhouse/cvt_mm-*.whl   # optional: the checkout imports
 #   python tools/benchmark.py --device cuda
 #
-# mmcv without ops installs as "mmcv-lite", which cvt_mm's "mmcv" requirement does not name,
-# hence the requirements file and --no-deps. Without the ops, `import cvt_mm` serves mmcv's
-# RoIAlign and NMS from torchvision (cvt_mm/mmcv_ext_fallback.py), which is what Mask R-CNN and
-# UperNet need of them.
+# Without mmcv's compiled ops, `import cvt_mm` serves those the configs call
+# (cvt_mm/mmcv_ext_fallback.py, docs/install.md).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -56,18 +54,8 @@ log() { printf '[build_offline_wheels] %s\n' "$*"; }
 log "cvt_mm (no dependencies: torch and torchvision are the target's own)"
 "$PY" -m pip wheel --quiet --no-deps --no-build-isolation -w "$OUT" "$REPO_ROOT"
 
-if ! ls "$OUT"/mmcv_lite-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
-  log "mmcv $MMCV_VERSION without ops (MMCV_WITH_OPS=0: nothing to compile)"
-  BUILD_DIR="$(mktemp -d)"
-  trap 'rm -rf "$BUILD_DIR"' EXIT
-  # --no-build-isolation for the download too: pip runs mmcv's setup.py for its metadata,
-  # and that imports pkg_resources (setuptools < 81).
-  "$PY" -m pip download --quiet --no-deps --no-build-isolation --no-binary :all: \
-    "mmcv==$MMCV_VERSION" -d "$BUILD_DIR"
-  tar -xzf "$BUILD_DIR/mmcv-$MMCV_VERSION.tar.gz" -C "$BUILD_DIR"
-  (cd "$BUILD_DIR/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=0 \
-    "$PY" -m pip wheel --quiet --no-deps --no-build-isolation -w "$OUT" .)
-fi
+log "mmcv-lite $MMCV_VERSION (mmcv without its compiled ops: a pure-Python wheel, any torch)"
+"$PY" -m pip download --quiet --no-deps --only-binary :all: -d "$OUT" "mmcv-lite==$MMCV_VERSION"
 
 if [[ "${WHEELS:-full}" == minimal ]]; then
   log "the minimal set as binaries for Python $TARGET_PYTHON, without their dependencies"
@@ -76,7 +64,7 @@ if [[ "${WHEELS:-full}" == minimal ]]; then
   REQUIREMENTS=("mmcv-lite==$MMCV_VERSION" "${MINIMAL[@]}")
 else
   log "the other requirements as binaries for Python $TARGET_PYTHON (their dependencies too)"
-  # --find-links: the mmcv-lite wheel just built is one of them.
+  # --find-links: the mmcv-lite wheel downloaded above is one of them.
   "$PY" -m pip download --quiet --only-binary :all: --python-version "$TARGET_PYTHON" \
     --implementation cp "${PLATFORMS[@]}" --find-links "$OUT" -d "$OUT" "${REQUIREMENTS[@]}"
 fi

@@ -98,8 +98,9 @@ def shrink_config(cfg: Config, data_root: Optional[str] = None,
         cfg (Config): A training config (mmpretrain, mmdet or mmseg).
         data_root (str, optional): Re-root the data there (:func:`set_data_root`).
             Defaults to None (the config's).
-        size_factor (float, optional): Multiply every pipeline image size, and an mmseg data
-            preprocessor's ``size``, by this. Defaults to None (sizes kept).
+        size_factor (float, optional): Multiply every pipeline image size, an mmseg data
+            preprocessor's ``size`` and its batch augments' ``size`` by this. Defaults to None
+            (sizes kept).
         length (int, optional): Epochs of an epoch-based loop (:func:`set_epochs`) or
             iterations of an iteration-based one (:func:`set_iterations`).
             Defaults to None (the config's).
@@ -116,8 +117,11 @@ def shrink_config(cfg: Config, data_root: Optional[str] = None,
             if loader in cfg:
                 scale_pipeline_sizes(cfg[loader]['dataset']['pipeline'], size_factor)
         preprocessor = cfg.get('model', {}).get('data_preprocessor') or {}
-        if preprocessor.get('size') is not None:
-            preprocessor['size'] = scale_size(preprocessor['size'], size_factor)
+        # mmseg's crop size, and the fixed-size padding of mmdet's batch augments
+        # (Mask2Former's large-scale jitter pads every batch to 1024x1024).
+        for node in [preprocessor] + list(preprocessor.get('batch_augments') or []):
+            if node.get('size') is not None:
+                node['size'] = scale_size(node['size'], size_factor)
     if length is not None:
         if 'max_iters' in cfg.train_cfg:
             set_iterations(cfg, length)

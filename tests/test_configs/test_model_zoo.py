@@ -36,7 +36,9 @@ MODEL_INDEX = ZOO_ROOT / 'model-index.yml'
 # Model type per dense config (mmdet's and mmseg's class names).
 # The detector or segmentor type each dense config name announces.
 DENSE_MODEL_TYPES = {'cascade-mask-rcnn': 'CascadeRCNN', 'maskrcnn': 'MaskRCNN',
-                     'retinanet': 'RetinaNet', 'upernet': 'EncoderDecoder'}
+                     'retinanet': 'RetinaNet', 'upernet': 'EncoderDecoder',
+                     'mask2former_coco': 'Mask2Former', 'mask2former_ade20k': 'EncoderDecoder',
+                     'dino': 'DINO'}
 
 
 def read_models(metafile: Path) -> list:

@@ -45,3 +45,12 @@ def test_a_segmentation_config_keeps_its_crop_and_preprocessor_in_step():
         round(side / 8) for side in crop)
     assert cfg.model.data_preprocessor.size == (64, 64)  # pads batches to the scaled crop
     assert cfg.train_cfg.max_iters == 1 and cfg.train_cfg.val_interval == 1
+
+
+def test_mask2formers_fixed_size_batch_padding_shrinks_with_its_crops():
+    # Large-scale jitter crops to 1024x1024 and pads every batch to that size: both shrink.
+    cfg = load_repo_config('cvt13_mask2former_coco.py')
+    assert cfg.model.data_preprocessor.batch_augments[0].size == (1024, 1024)
+    shrink_config(cfg, size_factor=0.125)
+    assert pipeline_step(cfg, 'train_dataloader', 'RandomCrop').crop_size == (128, 128)
+    assert cfg.model.data_preprocessor.batch_augments[0].size == (128, 128)

@@ -27,10 +27,10 @@ print(json.dumps(sorted({{dist for module in list(sys.modules)
                           for dist in owners.get(module.split('.')[0], [])}})))
 '''
 
-# What this environment loads that the target gets otherwise: cvt_mm's own wheel, mmcv as
-# mmcv-lite, and lazy-importer, which importlib-metadata >= 10 (here) needs and the < 10 that is
-# carried does not.
-CARRIED_OTHERWISE = {'cvt-mm', 'mmcv', 'lazy-importer'}
+# What this environment loads that the target gets otherwise: cvt_mm's own wheel, mmcv-lite (or
+# mmcv, on the compiled route), carried beside the minimal set, and lazy-importer, which
+# importlib-metadata >= 10 (here) needs and the < 10 that is carried does not.
+CARRIED_OTHERWISE = {'cvt-mm', 'mmcv-lite', 'mmcv', 'lazy-importer'}
 IMAGE_NAME = {local: image for image, local in LOCAL_NAMES.items()}
 # pkg_resources (setuptools, which the image has) loads these where they are installed and its
 # own vendored copies where they are not.
