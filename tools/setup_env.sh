@@ -4,7 +4,8 @@
 #
 #   bash tools/setup_env.sh                      # mmcv-lite: nothing to compile (the default)
 #   MMCV_OPS=1 bash tools/setup_env.sh           # mmcv with its compiled ops (CPU, or CUDA where
-#                                                # torch sees a GPU), built here and cached
+#                                                # torch sees a GPU), built here and cached; kept
+#                                                # by later runs until MMCV_OPS=0
 #   bash tools/setup_env.sh --compiled-ops-reference
 #       the default environment, plus mmcv's compiled CPU ops unpacked beside it
 #       (.venv/mmcv_compiled_ops/) for the parity tests of the stand-in (`make test`)
@@ -19,7 +20,6 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CVT_MM_VENV:-$REPO_ROOT/.venv}"
 CACHE_DIR="${CVT_MM_CACHE:-$HOME/.cache/cvt_mm}"
-MMCV_OPS="${MMCV_OPS:-0}"
 # torch/torchvision must be a pair that imports together; PyPI's torchvision beside a different
 # torch fails with "operator torchvision::nms does not exist".
 TORCH_VERSION="${TORCH_VERSION:-2.14.1}"
@@ -39,6 +39,16 @@ for arg in "$@"; do
     *) die "unknown argument '$arg' (tools/setup_env.sh [--compiled-ops-reference])" ;;
   esac
 done
+STAMP="$VENV/.cvt_mm_env_complete"
+# MMCV_OPS unset keeps the route of an existing environment: `make env MMCV_OPS=1`, then
+# `make test` or `make demo`, stays on compiled ops.
+if [[ -z "${MMCV_OPS:-}" ]]; then
+  MMCV_OPS=0
+  if [[ -f "$STAMP" ]] && grep -q 'route=mmcv-compiled' "$STAMP"; then
+    MMCV_OPS=1
+    log "MMCV_OPS unset: keeping the compiled mmcv ops of $VENV (MMCV_OPS=0 goes back to mmcv-lite)"
+  fi
+fi
 [[ "$MMCV_OPS" == 0 || "$MMCV_OPS" == 1 ]] || die "MMCV_OPS=$MMCV_OPS: use 0 (mmcv-lite) or 1 (compiled ops)"
 
 python_version() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
@@ -71,7 +81,7 @@ compiled_mmcv_wheel() {
   wheel_dir="$CACHE_DIR/wheels/mmcv-$MMCV_VERSION-torch$torch_build-$py_tag-$platform-$flavour"
   mkdir -p "$wheel_dir"
   if ! ls "$wheel_dir"/mmcv-*.whl >/dev/null 2>&1; then
-    log "no cached mmcv wheel in $wheel_dir: compiling mmcv $MMCV_VERSION's $flavour ops (10-40 min on 2 cores)" >&2
+    log "no cached mmcv wheel in $wheel_dir: compiling mmcv $MMCV_VERSION's $flavour ops (10-50 min on 2 cores)" >&2
     # ninja spreads the build over the cores.
     "${PIP[@]}" install --quiet ninja
     build_dir="$(mktemp -d)"
@@ -117,7 +127,6 @@ PYTHON
 
 ROUTE="mmcv-lite"
 [[ "$MMCV_OPS" == 1 ]] && ROUTE="mmcv-compiled"
-STAMP="$VENV/.cvt_mm_env_complete"
 # The stamp names everything that decides the environment's contents: a change to the pins, the
 # route, setup.py's requirements or this script makes the next run install again.
 stamp_text() {

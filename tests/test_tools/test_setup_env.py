@@ -82,9 +82,11 @@ def test_preflight_on_this_machine(tmp_path):
     assert "the driver is older than torch's CUDA build needs" in lines[0]
 
 
-def run_setup_env(tmp_path, python: str) -> subprocess.CompletedProcess:
+def run_setup_env(tmp_path, python: str, **variables) -> subprocess.CompletedProcess:
     env = dict(os.environ, CVT_MM_PYTHON=python, CVT_MM_VENV=str(tmp_path / 'venv'),
                CVT_MM_CACHE=str(tmp_path / 'cache'))
+    env.pop('MMCV_OPS', None)  # the caller's own choice does not leak in
+    env.update(variables)
     return subprocess.run(['bash', SETUP_ENV], capture_output=True, text=True, timeout=120,
                           env=env, cwd=REPO_ROOT)
 
@@ -116,3 +118,17 @@ def test_makefile_passes_the_interpreter_choice_through(tmp_path):
     proc = subprocess.run(['make', 'env'], capture_output=True, text=True, cwd=REPO_ROOT,
                           timeout=60, env=env)
     assert proc.returncode != 0 and 'is Python 3.9; supported: 3.10, 3.11, 3.12' in proc.stderr
+
+
+def test_an_environment_on_compiled_ops_stays_on_them_unless_told(tmp_path):
+    # `make env MMCV_OPS=1`, then `make test` (MMCV_OPS unset) keeps the compiled route; the
+    # run stops at the unsupported interpreter, before installing anything.
+    (tmp_path / 'venv').mkdir()
+    (tmp_path / 'venv' / '.cvt_mm_env_complete').write_text('python=3.11 route=mmcv-compiled\n')
+    fake_command(tmp_path / 'bin', 'python3.9', 'echo 3.9\n')
+    kept = run_setup_env(tmp_path, str(tmp_path / 'bin' / 'python3.9'))
+    assert kept.stdout.splitlines()[0] == (
+        f'[setup_env] MMCV_OPS unset: keeping the compiled mmcv ops of {tmp_path}/venv '
+        '(MMCV_OPS=0 goes back to mmcv-lite)')
+    told = run_setup_env(tmp_path, str(tmp_path / 'bin' / 'python3.9'), MMCV_OPS='0')
+    assert told.stdout == '' and told.returncode == 1
