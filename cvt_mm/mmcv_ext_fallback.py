@@ -138,9 +138,9 @@ SERVED = {
 def missing_op(name: str):
     def op(*args, **kwargs):
         raise NotImplementedError(
-            f"mmcv op '{name}' is compiled code (mmcv._ext), which this mmcv lacks (built "
-            f"without ops); cvt_mm serves only {', '.join(SERVED)} from torchvision. "
-            'Install mmcv with its ops: docs/install.md')
+            f"mmcv op '{name}' is compiled code (mmcv._ext), which this mmcv lacks (mmcv-lite); "
+            f"cvt_mm serves only {', '.join(SERVED)}. For mmcv's compiled ops: "
+            'make env MMCV_OPS=1 (docs/install.md)')
     op.__name__ = name
     return op
 
@@ -164,8 +164,6 @@ def compiled_ops_absent() -> bool:
     except ImportError:
         return True
     return spec is None or type(spec.loader).__name__ == 'StandInLoader'
-
-
 
 
 def module_absent(name: str) -> bool:

@@ -28,8 +28,9 @@ TOY_NUM_TRAIN, TOY_NUM_VAL = 2, 2
 TOY_SIZE_FACTOR = {'mmdet': TOY_IMAGE_SIZE / 800, 'mmseg': 64 / 512}
 
 
-# Imported at start-up by every Python process that has its directory on PYTHONPATH: mmcv as
-# the ops-free build of docs/install.md's offline wheels installs it (no mmcv._ext).
+# Imported at start-up by every Python process that has its directory on PYTHONPATH: mmcv-lite
+# (no mmcv._ext) without cvt_mm's start-up finder, so that only `import cvt_mm` stands in for
+# it; on an environment with compiled ops, it hides them.
 WITHOUT_MMCV_OPS = '''
 import importlib.abc, sys
 
