@@ -9,6 +9,7 @@ Prints one row per comparison and exits 1 if any differs by more than its tolera
 docs/install.md, "GPU workstation").
 """
 import argparse
+import importlib
 import sys
 
 import torch
@@ -80,7 +81,7 @@ CHECKS = {'roi_align': (roi_align, 1e-5), 'nms': (nms, 0),
 
 def compiled_mmcv_ext():
     """mmcv's own compiled ops where this mmcv has them, else None."""
-    return None if served.installed() else __import__('mmcv._ext', fromlist=['_ext'])
+    return None if served.installed() else importlib.import_module('mmcv._ext')
 
 
 def max_difference(results, references) -> float:
