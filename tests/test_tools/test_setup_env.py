@@ -109,8 +109,8 @@ def test_an_unsupported_python_stops_in_one_line_before_anything_is_made(tmp_pat
 def test_makefile_passes_the_interpreter_choice_through(tmp_path):
     # `PYTHON=... make env` used to be overridden by the Makefile's own PYTHON; the variable is
     # CVT_MM_PYTHON, and make hands it to the script (a dry run prints the recipe only).
-    proc = subprocess.run(['make', '-n', 'env', 'MMCV_OPS=1'], capture_output=True, text=True,
-                          cwd=REPO_ROOT, timeout=60)
+    proc = subprocess.run(['make', '--no-print-directory', '-n', 'env', 'MMCV_OPS=1'],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
     assert proc.stdout.strip() == 'MMCV_OPS=1 bash tools/setup_env.sh'
     fake_command(tmp_path / 'bin', 'python3.9', 'echo 3.9\n')
     env = dict(os.environ, CVT_MM_PYTHON=str(tmp_path / 'bin' / 'python3.9'),
