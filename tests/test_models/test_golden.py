@@ -1,0 +1,185 @@
+"""Golden outputs of the backbone: every path (train and eval, CPU kernels on and off, windows,
+pooled keys, dropout, other activations and projections, ``with_cp``) against what the code of
+commit b9ffdfc computed, saved in ``tests/data/cvt_golden.pt``.
+
+Written by ``python tests/test_models/test_golden.py --write`` on an AMD EPYC (AVX2) with two
+threads. Where the arithmetic is the same as then, the outputs here are bit for bit those on that
+machine; the comparison still allows a float32 rounding (``ORDER_KEPT``), since another CPU's
+kernels round differently. The tolerance of each case is its own (``CASES``); a case that changed
+on purpose says why.
+
+Large tensors are kept as digests (:func:`digest`): four projections on fixed random directions,
+the norm and the largest magnitude, so that one wrong element moves them.
+"""
+import contextlib
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from mmengine.logging import MMLogger
+
+from cvt_mm.models.backbones.cvt import ConvAttention, CvT, Mlp
+from cvt_mm.testing import TINY_ARCH, randomize_norms
+
+GOLDEN = Path(__file__).resolve().parents[1] / 'data' / 'cvt_golden.pt'
+# A float32 rounding, relative to a tensor's norm: the arithmetic of the golden run in the same
+# order, on another CPU's kernels.
+ORDER_KEPT = 1e-5
+
+WINDOWS_AND_POOLED_KEYS = dict(out_type='featmap', out_indices=(0, 1, 2), window_size=[8, 4, 0],
+                               pool_kv=[1, 2, 1], drop_path_rate=0.2)
+# name: (arch, CvT arguments, train mode, gradients, CPU kernels, MLP chunk rows, image side,
+# tolerance)
+CASES = {
+    'tiny_cls_train': ('tiny', {}, True, True, True, 2048, 64, ORDER_KEPT),
+    'tiny_cls_train_plain': ('tiny', {}, True, True, False, 2048, 64, ORDER_KEPT),
+    'tiny_cls_eval': ('tiny', {}, False, False, True, 30, 64, ORDER_KEPT),
+    'tiny_cls_eval_plain': ('tiny', {}, False, False, False, 30, 64, ORDER_KEPT),
+    'tiny_cls_eval_grad': ('tiny', {}, False, True, True, 30, 64, ORDER_KEPT),
+    'tiny_featmap_train': ('tiny', WINDOWS_AND_POOLED_KEYS, True, True, True, 100, 80, ORDER_KEPT),
+    'tiny_featmap_train_plain': ('tiny', WINDOWS_AND_POOLED_KEYS, True, True, False, 100, 80,
+                                 ORDER_KEPT),
+    'tiny_dropout_train': ('tiny', dict(drop_rate=0.1, drop_path_rate=0.1), True, True, True, 2048,
+                           64, ORDER_KEPT),
+    'tiny_gelu_train': ('tiny', dict(act_cfg=dict(type='GELU')), True, True, True, 2048, 64,
+                        ORDER_KEPT),
+    'tiny_avg_train': ('tiny', dict(attn_method='avg'), True, True, True, 2048, 64, ORDER_KEPT),
+    'tiny_linear_train': ('tiny', dict(attn_method='linear', out_type='featmap',
+                                       out_indices=(1, 2)), True, True, True, 2048, 64, ORDER_KEPT),
+    'tiny_with_cp_train': ('tiny', dict(with_cp=True), True, True, True, 2048, 64, ORDER_KEPT),
+    'cvt13_cls_train': ('13', {}, True, True, True, 2048, 96, ORDER_KEPT),
+    'cvt13_cls_train_plain': ('13', {}, True, True, False, 2048, 96, ORDER_KEPT),
+    'cvt13_featmap_eval': ('13', dict(out_type='featmap', out_indices=(0, 1, 2)), False, False,
+                           True, 2048, 96, ORDER_KEPT),
+}
+
+
+def build(arch, **kwargs) -> CvT:
+    torch.manual_seed(0)
+    model = CvT(arch=TINY_ARCH if arch == 'tiny' else arch, **kwargs)
+    model.init_weights()
+    with torch.no_grad():  # the official init zeroes Linear biases; random ones must matter
+        for name, param in model.named_parameters():
+            if name.endswith('bias'):
+                param.normal_(0, 0.1)
+    return randomize_norms(model)
+
+
+@contextlib.contextmanager
+def cpu_kernels(on: bool, chunk_rows: int):
+    """The CPU kernels on or off, the MLP's inference chunks ``chunk_rows`` tokens long."""
+    saved = (ConvAttention.train_query_chunks, Mlp.chunk_rows)
+    ConvAttention.train_query_chunks = None if on else 1
+    Mlp.chunk_rows = chunk_rows
+    # The MLP's chunks step aside under torch.compile.
+    off = mock.patch.object(torch.compiler, 'is_compiling', lambda: True)
+    try:
+        with contextlib.nullcontext() if on else off:
+            yield
+    finally:
+        ConvAttention.train_query_chunks, Mlp.chunk_rows = saved
+
+
+def digest(tensor: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    tensor = tensor.detach().double().flatten()
+    directions = torch.randn(4, tensor.numel(), generator=generator, dtype=torch.float64)
+    return torch.cat((directions @ tensor, tensor.norm().view(1), tensor.abs().max().view(1)))
+
+
+def stacked(named: dict) -> dict:
+    return dict(names=list(named), values=torch.stack(list(named.values())) if named
+                else torch.zeros(0, 6, dtype=torch.float64))
+
+
+def run_case(arch, kwargs, train, grad, kernels, chunk_rows, side) -> dict:
+    """The outputs, gradients (of a fixed random projection of the outputs) and buffers of one
+    case, small outputs whole and the rest as digests."""
+    model = build(arch, **kwargs).train(train)
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, side, side, requires_grad=grad)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the query chunks follow the thread count
+    try:
+        with cpu_kernels(kernels, chunk_rows), torch.set_grad_enabled(grad):
+            torch.manual_seed(2)
+            outs = model(x)
+        generator = torch.Generator().manual_seed(6)
+        result = dict(outputs=[out.detach() if out.numel() <= 4096 else digest(out, generator)
+                               for out in outs])
+        if grad:
+            generator = torch.Generator().manual_seed(3)
+            loss = sum((out * torch.randn(out.shape, generator=generator)).sum() for out in outs)
+            loss.backward()
+            generator = torch.Generator().manual_seed(4)
+            result['input_grad'] = digest(x.grad, generator)
+            result['grads'] = stacked({name: digest(param.grad, generator)
+                                       for name, param in model.named_parameters()
+                                       if param.grad is not None})
+    finally:
+        torch.set_num_threads(threads)
+    generator = torch.Generator().manual_seed(5)
+    result['buffers'] = stacked({name: digest(buffer, generator)
+                                 for name, buffer in model.named_buffers()})
+    return result
+
+
+def assert_matches(expected, actual, tolerance: float, what: str) -> None:
+    if expected.dtype == torch.float64:  # a digest: |change| within the tolerance of the norm
+        bound = 4 * tolerance * expected[4].item() + 1e-12
+        worst = (actual - expected).abs().max().item()
+        assert worst <= bound, f'{what}: digest moved by {worst:.3g} (bound {bound:.3g})'
+    else:
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(actual, expected, rtol=tolerance, atol=tolerance * scale,
+                                   msg=lambda m: f'{what}: {m}')
+
+
+def compare(expected: dict, actual: dict, tolerance: float, name: str) -> None:
+    assert len(actual['outputs']) == len(expected['outputs'])
+    for i, (a, b) in enumerate(zip(expected['outputs'], actual['outputs'])):
+        assert_matches(a, b, tolerance, f'{name} output {i}')
+    for key in ('grads', 'buffers'):
+        if key in expected:
+            assert actual[key]['names'] == expected[key]['names'], f'{name} {key}'
+            for param, a, b in zip(expected[key]['names'], expected[key]['values'],
+                                   actual[key]['values']):
+                assert_matches(a, b, tolerance, f'{name} {key} {param}')
+    if 'input_grad' in expected:
+        assert_matches(expected['input_grad'], actual['input_grad'], tolerance,
+                       f'{name} input grad')
+
+
+@pytest.fixture(scope='module')
+def golden():
+    return torch.load(GOLDEN, weights_only=True)
+
+
+@pytest.mark.parametrize('name', CASES)
+def test_matches_golden(golden, name):
+    *case, tolerance = CASES[name]
+    compare(golden[name], run_case(*case), tolerance, name)
+
+
+def bitwise_equal(expected: dict, actual: dict) -> bool:
+    pairs = list(zip(expected['outputs'], actual['outputs']))
+    pairs += [(expected[key]['values'], actual[key]['values'])
+              for key in ('grads', 'buffers') if key in expected]
+    if 'input_grad' in expected:
+        pairs.append((expected['input_grad'], actual['input_grad']))
+    return all(torch.equal(a, b) for a, b in pairs)
+
+
+if __name__ == '__main__':
+    MMLogger.get_instance('mmengine').setLevel('ERROR')  # init_weights logs every parameter
+    # --write: save the golden file; --exact: which cases this code reproduces bit for bit (on
+    # the machine that wrote the file).
+    if sys.argv[1:] == ['--write']:
+        torch.save({name: run_case(*case[:-1]) for name, case in CASES.items()}, GOLDEN)
+        print(f'wrote {GOLDEN}')
+    elif sys.argv[1:] == ['--exact']:
+        saved = torch.load(GOLDEN, weights_only=True)
+        for name, case in CASES.items():
+            print(name, 'bit for bit' if bitwise_equal(saved[name], run_case(*case[:-1]))
+                  else 'differs')
