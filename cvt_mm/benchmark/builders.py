@@ -26,15 +26,18 @@ def hf_config(arch: Arch, **kwargs):
                                   num_heads=settings['num_heads'], **kwargs)
 
 
-def build_backbone(impl: str, arch: Arch, featmap: bool = True, **kwargs) -> Tuple:
+def build_backbone(impl: str, arch: Arch, featmap: bool = True, act: str = 'GELU',
+                   **kwargs) -> Tuple:
     """One backbone in eval mode, with random weights (seed 0), and the callable to time.
 
     Args:
-        impl (str): 'cvt_mm' (``CvT`` with HF's exact GELU) or 'hf' (transformers'
-            ``CvtModel`` without pooling, returning its hidden states).
+        impl (str): 'cvt_mm' (``CvT``) or 'hf' (transformers' ``CvtModel`` without pooling,
+            returning its hidden states).
         arch (str | dict): A CvT arch name or dict.
         featmap (bool): For cvt_mm, the dense-prediction outputs (the three stage maps)
             rather than the cls token. Defaults to True.
+        act (str): For cvt_mm, the MLP's activation: HF's exact 'GELU' (to compare with HF)
+            or the official 'QuickGELU' (what users train). Defaults to 'GELU'.
         **kwargs: Further ``CvT`` arguments (cvt_mm only), e.g. ``with_cp=True``.
 
     Returns:
@@ -51,7 +54,7 @@ def build_backbone(impl: str, arch: Arch, featmap: bool = True, **kwargs) -> Tup
     from cvt_mm.models.backbones.cvt import CvT
 
     out = dict(out_type='featmap', out_indices=(0, 1, 2)) if featmap else {}
-    model = CvT(arch=arch, act_cfg=dict(type='GELU'), **out, **kwargs)
+    model = CvT(arch=arch, act_cfg=dict(type=act), **out, **kwargs)
     model.init_weights()
     return model.eval(), model
 

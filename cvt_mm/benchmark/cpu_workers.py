@@ -33,23 +33,26 @@ def cvt_macs(model, shape: Sequence[int]) -> float:
 
 def worker_cls(job: dict) -> dict:
     """HF ``CvtForImageClassification`` vs cvt_mm (eager, ``switch_to_deploy``, and eager with
-    ``Mlp``'s chunked CPU inference off) on the same weights: interleaved timings, max abs
-    logit differences, MACs, matmul peak.
+    the MLP in one chunk, ``cpu_kernels=dict(mlp_chunk_rows=sys.maxsize)``) on the same
+    weights: interleaved timings, max abs logit differences, MACs, matmul peak.
 
     Job keys: ``batch``, ``size`` (square side), ``repeats``, ``warmup``, ``arch``.
     """
     import torch
+    from mmpretrain.registry import MODELS
 
-    from cvt_mm.models.backbones.cvt import Mlp
+    from cvt_mm.apis import classifier_cfg
     from cvt_mm.testing import build_hf_and_cvt_mm
     peak = matmul_peak_gflops()
     hf_model, ours = build_hf_and_cvt_mm(arch_settings(job['arch']), 1000, seed=0)
     deployed = copy.deepcopy(ours)
     deployed.backbone.switch_to_deploy()
-    unchunked = copy.deepcopy(ours)  # what Mlp's chunked CPU inference saves
-    for module in unchunked.modules():
-        if isinstance(module, Mlp):
-            module.chunk_rows = sys.maxsize
+    # What the MLP's chunked CPU inference saves: the same weights, the MLP in one chunk.
+    unchunked = MODELS.build(classifier_cfg(arch_settings(job['arch']), 1000,
+                                            act_cfg=dict(type='GELU'),
+                                            cpu_kernels=dict(mlp_chunk_rows=sys.maxsize)))
+    unchunked.load_state_dict(ours.state_dict())
+    unchunked.eval()
     images = torch.randn(job['batch'], 3, job['size'], job['size'])
     runners = {'hf': lambda: hf_model(images).logits,
                'cvt_mm': lambda: ours(images, mode='tensor'),
@@ -122,19 +125,17 @@ def worker_compile(job: dict) -> dict:
 
 
 def worker_train(job: dict) -> dict:
-    """Time and peak RSS of forward + backward of the backbone in train mode.
+    """Time and peak RSS of forward + backward of the backbone in train mode, with QuickGELU
+    (the activation users train with, which the CPU kernels fold).
 
-    Job keys: ``with_cp`` (bool), ``query_chunks`` (``ConvAttention.train_query_chunks``: None
-    the model's choice, 1 none), ``size`` ([h, w]), ``repeats``, ``warmup``, ``arch``.
+    Job keys: ``with_cp`` (bool), ``cpu_kernels`` (``CvT``'s argument: True, False or a dict
+    of settings), ``size`` ([h, w]), ``repeats``, ``warmup``, ``arch``.
     """
     import torch
 
-    from cvt_mm.models.backbones.cvt import ConvAttention
     memory = MemoryTracker()
-    model, _ = build_backbone('cvt_mm', job['arch'], with_cp=job['with_cp'])
-    for module in model.modules():
-        if isinstance(module, ConvAttention):
-            module.train_query_chunks = job['query_chunks']
+    model, _ = build_backbone('cvt_mm', job['arch'], act='QuickGELU', with_cp=job['with_cp'],
+                              cpu_kernels=job['cpu_kernels'])
     model.train()
     image = torch.randn(1, 3, *job['size'])
     memory.built()
@@ -154,8 +155,8 @@ def worker_cls_train(job: dict) -> dict:
 
     Job keys: ``impl`` ('cvt_mm': the mmpretrain ``ImageClassifier`` of the classification
     config, built under the mmpretrain scope as ``tools/train.py`` builds it;
-    'cvt_mm_library_act': the same with mmpretrain's own QuickGELU class, which ``Mlp``
-    neither folds nor chunks; 'swin': timm's Swin-T with cross-entropy), ``batch``, ``size``,
+    'cvt_mm_library_act': the same with mmpretrain's own QuickGELU class, which the CPU
+    kernels neither fold nor chunk; 'swin': timm's Swin-T with cross-entropy), ``batch``, ``size``,
     ``repeats``, ``warmup``, ``arch``.
     """
     import torch

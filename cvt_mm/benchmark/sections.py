@@ -163,41 +163,51 @@ def measure_dense(suite) -> dict:
          'forward memory HF / cvt_mm GB', 'GMACs'], rows, notes)])
 
 
-# The backbone training runs of the train section: row label -> (with_cp, query chunks:
-# ``ConvAttention.train_query_chunks``, None the model's choice, 1 none).
-TRAIN_RUNS = {'with_cp off': (False, None), 'with_cp on': (True, None),
-              'query chunks off': (False, 1)}
+# The backbone training runs of the train section: row label -> (with_cp, CvT's cpu_kernels).
+TRAIN_RUNS = {'with_cp off': (False, True), 'with_cp on': (True, True),
+              'query chunks off': (False, dict(query_chunks=1)),
+              'CPU kernels off': (False, False)}
+
+
+def cpu_kernels_cell(cpu_kernels) -> str:
+    if cpu_kernels is True:
+        return 'on'
+    return 'off' if cpu_kernels is False else ', '.join(f'{k}={v}' for k, v in cpu_kernels.items())
 
 
 def measure_train(suite) -> dict:
-    """One training step of the backbone, with and without ``with_cp``, and without the CPU
-    attention's query chunks; then the classifier's training step (:func:`measure_cls_train`).
-    A process per run, ``train_rounds`` rounds taking turns (:func:`take_turns`)."""
+    """One training step of the backbone (QuickGELU, as users train it), with and without
+    ``with_cp``, without the CPU attention's query chunks and without any CPU kernel; then the
+    classifier's training step (:func:`measure_cls_train`). A process per run,
+    ``train_rounds`` rounds taking turns (:func:`take_turns`)."""
     c = suite.cfg
 
     def spawn(label: str, last_round: bool) -> Optional[dict]:
-        with_cp, query_chunks = TRAIN_RUNS[label]
+        with_cp, cpu_kernels = TRAIN_RUNS[label]
         return suite.spawn('train', size=list(c['train_size']), with_cp=with_cp,
-                           query_chunks=query_chunks, repeats=1)
+                           cpu_kernels=cpu_kernels, repeats=1)
 
     backbones = take_turns(TRAIN_RUNS, c['train_rounds'], spawn)
     tables = []
     if backbones:
         rows = []
         for label, r in backbones.items():
-            with_cp, query_chunks = TRAIN_RUNS[label]
-            rows.append(['yes' if with_cp else 'no', 'off' if query_chunks == 1 else 'on',
+            with_cp, cpu_kernels = TRAIN_RUNS[label]
+            rows.append(['yes' if with_cp else 'no', cpu_kernels_cell(cpu_kernels),
                          f"{median(r['times']):.2f}", fastest_slowest(r['times']),
                          f"{r['peak_rss_mb'] / 1024:.2f}",
                          f"{(r['peak_rss_mb'] - r['rss_built_mb']) / 1024:.2f}"])
         size = c['train_size']
         tables.append(table(
-            f"Training step (forward + backward), CvT-{suite.arch_name} backbone, "
+            f"Training step (forward + backward), CvT-{suite.arch_name} backbone with QuickGELU, "
             f"{size[0]}x{size[1]}, batch 1",
-            ['with_cp', 'query chunks', 's / step (median)', 'fastest-slowest s',
+            ['with_cp', 'CPU kernels', 's / step (median)', 'fastest-slowest s',
              'peak RSS GB', 'above baseline GB'], rows,
-            ['Query chunks: the CPU attention runs its queries in chunks that share k and v, '
-             'so that its backward keeps every thread busy (ConvAttention.train_query_chunks).',
+            ["QuickGELU, the official activation, which users train with and the MLP's CPU "
+             'kernel folds into its weights.',
+             'CPU kernels: CvT(cpu_kernels=...), cvt_mm/models/backbones/cpu_kernels.py; '
+             'query_chunks=1: the attention\'s queries in one piece (its chunks keep every '
+             'thread busy in backward), the MLP still chunked; off: the plain modules.',
              f"One step after {c['warmup']} warm-up in each of {c['train_rounds']} processes "
              'per run, the runs taking turns.']))
     classifiers = measure_cls_train(suite)

@@ -27,6 +27,7 @@ import torch.nn as nn
 from mmengine.config import Config
 
 from cvt_mm.engine import allow_runner_checkpoints, register_task_modules, task_scope
+from cvt_mm.models import CvT
 
 # The input's dynamic axes: batch, height and width of the NCHW image batch.
 DYNAMIC_AXES = {0: 'batch', 2: 'height', 3: 'width'}
@@ -130,18 +131,23 @@ def build_task_model(config: Union[str, Path, Config], checkpoint: Optional[str]
 
 
 def exportable_module(model: nn.Module, scope: str) -> nn.Module:
-    """The module to export for a task model (see the module docstring): the model itself
-    (classifier), a copy with export-friendly adaptive pools (segmentor), or its backbone + neck
-    (detector).
+    """The module to export for a task model (see the module docstring), a deployed copy
+    (:meth:`CvT.switch_to_deploy`): the model itself (classifier), with export-friendly
+    adaptive pools (segmentor), or its backbone + neck (detector).
 
     Args:
         model (nn.Module): A model of :func:`build_task_model`, or a bare ``CvT``.
         scope (str): Its task scope, 'mmpretrain', 'mmdet' or 'mmseg'.
     """
+    # The deployed form of every CvT in it: BatchNorms folded into the convs, QuickGELU's
+    # scalings into the MLPs' linear layers (the same eval outputs, fewer ops).
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, CvT):
+            module.switch_to_deploy()
     if scope == 'mmdet':
         return DetectorFeatures(model)
     if scope == 'mmseg':
-        model = copy.deepcopy(model)
         replace_adaptive_pools(model)
     return model
 

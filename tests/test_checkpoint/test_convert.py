@@ -4,6 +4,7 @@ The official-format state dicts here are built from the official key list and mo
 (microsoft/CvT lib/models/cls_cvt.py), and their logits come from a small functional forward
 pass written against those names, so neither side reuses cvt_mm's key mapping or modules.
 """
+import copy
 import pickle
 import subprocess
 import sys
@@ -545,3 +546,18 @@ def test_headless_hf_model_converts_and_starts_a_dense_backbone(tmp_path, capsys
     assert set(loaded) == set(expected) | dense_only
     for name, tensor in expected.items():
         assert torch.equal(loaded[name], tensor), name
+
+    # The converted weights compute what CvtModel computes: with its exact GELU and no output
+    # norms, the backbone's stage maps are CvtModel's hidden states.
+    gelu_cfg = copy.deepcopy(backbone_cfg)
+    gelu_cfg.update(act_cfg=dict(type='GELU'), out_norm=False, out_indices=(0, 1, 2))
+    gelu_backbone = DET_MODELS.build(gelu_cfg)
+    gelu_backbone.init_weights()
+    images = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        hidden_states = hf_model.eval()(images, output_hidden_states=True).hidden_states
+        maps = gelu_backbone.eval()(images)
+    assert len(hidden_states) == len(maps) == 3
+    for expected_map, actual_map in zip(hidden_states, maps):
+        assert expected_map.abs().max() > 0.1
+        torch.testing.assert_close(actual_map, expected_map, rtol=1e-4, atol=1e-4)

@@ -20,9 +20,11 @@ from cvt_mm.deploy import (
     DynamicAdaptiveAvgPool2d,
     build_task_model,
     export_onnx,
+    exportable_module,
     onnx_max_diffs,
 )
-from cvt_mm.models.backbones.cvt import CvT, Mlp
+from cvt_mm.models.backbones.cpu_kernels import CpuKernels
+from cvt_mm.models.backbones.cvt import CvT
 from cvt_mm.testing import TINY_ARCH, randomize_norms
 
 TRACED_SHAPE = (64, 64)
@@ -97,13 +99,21 @@ def test_the_exported_graph_has_the_folded_and_fused_eval_path(tmp_path):
     model = tiny_backbone()
     plain_export(model, tmp_path / 'cvt.onnx')
     ops = [node.op_type for node in onnx.load(str(tmp_path / 'cvt.onnx')).graph.node]
-    assert 'BatchNormalization' not in ops  # folded into the depthwise convs
     assert 'ScatterND' not in ops and 'Loop' not in ops
     blocks = sum(TINY_ARCH['depths'])
-    # Per block: q, the batched k/v matmul (one for both), the attention's two, the output
-    # projection, fc1 and fc2.
-    assert ops.count('MatMul') == 7 * blocks
-    assert ops.count('Softmax') == blocks
+    # Per block: q, k, v, the attention's two, the output projection, fc1 and fc2.
+    assert ops.count('MatMul') == 8 * blocks
+    assert ops.count('Sigmoid') == blocks
+    # What the export tool exports, the deployed model: BatchNorms folded into the depthwise
+    # convs, and QuickGELU's scalings into fc1 and fc2 (one Mul and one Div fewer per block).
+    deployed = exportable_module(model, 'mmpretrain')
+    plain_export(deployed, tmp_path / 'deployed.onnx')
+    deployed_ops = [node.op_type for node in onnx.load(str(tmp_path / 'deployed.onnx')).graph.node]
+    assert 'BatchNormalization' not in deployed_ops
+    assert deployed_ops.count('Mul') == ops.count('Mul') - blocks
+    assert deployed_ops.count('Div') == ops.count('Div') - blocks
+    assert deployed_ops.count('Sigmoid') == blocks
+    assert_close_at_all_sizes(model, tmp_path / 'deployed.onnx')
 
 
 def test_export_only_code_paths_equal_the_eager_fast_paths(monkeypatch):
@@ -113,7 +123,7 @@ def test_export_only_code_paths_equal_the_eager_fast_paths(monkeypatch):
     model = tiny_backbone(window_size=(8, 4, 0))
     # Stage maps within one window (32x24), whole windows (64x64), padded windows (200x190,
     # 2 x 50 x 48 tokens in stage 0: several MLP chunks).
-    assert 2 * 50 * 48 > Mlp.chunk_rows
+    assert 2 * 50 * 48 > CpuKernels().mlp_chunk_rows
     for size in [(32, 24), (64, 64), (200, 190)]:
         inputs = torch.randn(2, 3, *size)
         with torch.no_grad():

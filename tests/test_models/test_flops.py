@@ -7,6 +7,7 @@ from mmpretrain.registry import MODELS
 import cvt_mm  # noqa: F401
 from cvt_mm.apis import classifier_cfg
 from cvt_mm.macs import count_macs, training_macs
+from cvt_mm.models.backbones.cpu_kernels import CpuKernels
 from cvt_mm.models.backbones.cvt import Mlp
 
 
@@ -53,17 +54,16 @@ def test_training_macs_count_a_grouped_convolutions_weight_gradient_per_group(gr
     assert training_macs(conv, x) == 2 * first + 3 * second
 
 
-def test_training_macs_count_the_chunked_mlps_accumulated_weight_gradients(monkeypatch):
-    monkeypatch.setattr(Mlp, 'chunk_rows', 30)  # 3 chunks: two weight gradients summed in
-    mlp = Mlp(16, 64, dict(type='QuickGELU')).train()
+def test_training_macs_count_the_chunked_mlps_accumulated_weight_gradients():
+    # 3 chunks: two weight gradients summed in
+    mlp = Mlp(16, 64, dict(type='QuickGELU'), cpu_kernels=CpuKernels(mlp_chunk_rows=30)).train()
     # Forward fc1 and fc2; backward both weight gradients and fc2's input gradient (the input
     # needs none).
     assert training_macs(mlp, torch.randn(2, 37, 16)) == 5 * 2 * 37 * 16 * 64
 
 
-def test_the_chunked_mlp_computes_no_gradient_of_a_frozen_layer(monkeypatch):
-    monkeypatch.setattr(Mlp, 'chunk_rows', 30)
-    mlp = Mlp(16, 64, dict(type='QuickGELU')).train()
+def test_the_chunked_mlp_computes_no_gradient_of_a_frozen_layer():
+    mlp = Mlp(16, 64, dict(type='QuickGELU'), cpu_kernels=CpuKernels(mlp_chunk_rows=30)).train()
     mlp.requires_grad_(False)  # frozen, as a fine-tuning user freezes the MLPs
     x = torch.randn(2, 37, 16, requires_grad=True)
     assert type(mlp(x).grad_fn).__name__ == 'ChunkedMlpFunctionBackward'

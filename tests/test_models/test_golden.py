@@ -11,16 +11,14 @@ on purpose says why.
 Large tensors are kept as digests (:func:`digest`): four projections on fixed random directions,
 the norm and the largest magnitude, so that one wrong element moves them.
 """
-import contextlib
 import sys
 from pathlib import Path
-from unittest import mock
 
 import pytest
 import torch
 from mmengine.logging import MMLogger
 
-from cvt_mm.models.backbones.cvt import ConvAttention, CvT, Mlp
+from cvt_mm.models.backbones.cvt import CvT
 from cvt_mm.testing import TINY_ARCH, randomize_norms
 
 GOLDEN = Path(__file__).resolve().parents[1] / 'data' / 'cvt_golden.pt'
@@ -30,29 +28,44 @@ ORDER_KEPT = 1e-5
 
 WINDOWS_AND_POOLED_KEYS = dict(out_type='featmap', out_indices=(0, 1, 2), window_size=[8, 4, 0],
                                pool_kv=[1, 2, 1], drop_path_rate=0.2)
-# name: (arch, CvT arguments, train mode, gradients, CPU kernels, MLP chunk rows, image side,
-# tolerance)
+# The plain modules where b9ffdfc ran its kernels' arithmetic: the MLP's QuickGELU no longer
+# folded into fc1 and fc2 (two scalings of the hidden activations instead), k and v projected
+# by two linear layers instead of one batched matmul. A float32 rounding of the reordered sums.
+REORDERED = 1e-5
+# name: (arch, CvT arguments, train mode, gradients, CPU kernels, MLP chunk rows, batch, image
+# side, tolerance)
 CASES = {
-    'tiny_cls_train': ('tiny', {}, True, True, True, 2048, 64, ORDER_KEPT),
-    'tiny_cls_train_plain': ('tiny', {}, True, True, False, 2048, 64, ORDER_KEPT),
-    'tiny_cls_eval': ('tiny', {}, False, False, True, 30, 64, ORDER_KEPT),
-    'tiny_cls_eval_plain': ('tiny', {}, False, False, False, 30, 64, ORDER_KEPT),
-    'tiny_cls_eval_grad': ('tiny', {}, False, True, True, 30, 64, ORDER_KEPT),
-    'tiny_featmap_train': ('tiny', WINDOWS_AND_POOLED_KEYS, True, True, True, 100, 80, ORDER_KEPT),
-    'tiny_featmap_train_plain': ('tiny', WINDOWS_AND_POOLED_KEYS, True, True, False, 100, 80,
-                                 ORDER_KEPT),
-    'tiny_dropout_train': ('tiny', dict(drop_rate=0.1, drop_path_rate=0.1), True, True, True, 2048,
-                           64, ORDER_KEPT),
-    'tiny_gelu_train': ('tiny', dict(act_cfg=dict(type='GELU')), True, True, True, 2048, 64,
+    'tiny_cls_train': ('tiny', {}, True, True, True, 2048, 2, 64, ORDER_KEPT),
+    'tiny_cls_train_plain': ('tiny', {}, True, True, False, 2048, 2, 64, REORDERED),
+    'tiny_cls_eval': ('tiny', {}, False, False, True, 30, 2, 64, ORDER_KEPT),
+    'tiny_cls_eval_plain': ('tiny', {}, False, False, False, 30, 2, 64, REORDERED),
+    'tiny_cls_eval_grad': ('tiny', {}, False, True, True, 30, 2, 64, ORDER_KEPT),
+    'tiny_featmap_train': ('tiny', WINDOWS_AND_POOLED_KEYS, True, True, True, 100, 2, 80,
+                           ORDER_KEPT),
+    'tiny_featmap_train_plain': ('tiny', WINDOWS_AND_POOLED_KEYS, True, True, False, 100, 2, 80,
+                                 REORDERED),
+    # With dropout the CPU kernels step aside for the MLP, which b9ffdfc ran folded.
+    'tiny_dropout_train': ('tiny', dict(drop_rate=0.1, drop_path_rate=0.1), True, True, True,
+                           2048, 2, 64, REORDERED),
+    'tiny_gelu_train': ('tiny', dict(act_cfg=dict(type='GELU')), True, True, True, 2048, 2, 64,
                         ORDER_KEPT),
-    'tiny_avg_train': ('tiny', dict(attn_method='avg'), True, True, True, 2048, 64, ORDER_KEPT),
+    'tiny_avg_train': ('tiny', dict(attn_method='avg'), True, True, True, 2048, 2, 64,
+                       ORDER_KEPT),
     'tiny_linear_train': ('tiny', dict(attn_method='linear', out_type='featmap',
-                                       out_indices=(1, 2)), True, True, True, 2048, 64, ORDER_KEPT),
-    'tiny_with_cp_train': ('tiny', dict(with_cp=True), True, True, True, 2048, 64, ORDER_KEPT),
-    'cvt13_cls_train': ('13', {}, True, True, True, 2048, 96, ORDER_KEPT),
-    'cvt13_cls_train_plain': ('13', {}, True, True, False, 2048, 96, ORDER_KEPT),
+                                       out_indices=(1, 2)), True, True, True, 2048, 2, 64,
+                          ORDER_KEPT),
+    # b9ffdfc updated each BatchNorm twice per step under with_cp; its buffers are now those of
+    # tiny_cls_train (test_with_cp_keeps_the_batch_norm_statistics_of_one_step).
+    'tiny_with_cp_train': ('tiny', dict(with_cp=True), True, True, True, 2048, 2, 64,
+                           ORDER_KEPT),
+    # A batch of 1 on two threads: query chunks in stages 0 and 2 (one and three heads).
+    'tiny_cls_train_batch1': ('tiny', {}, True, True, True, 2048, 1, 64, ORDER_KEPT),
+    'tiny_featmap_train_batch1': ('tiny', WINDOWS_AND_POOLED_KEYS, True, True, True, 100, 1, 80,
+                                  ORDER_KEPT),
+    'cvt13_cls_train': ('13', {}, True, True, True, 2048, 2, 96, ORDER_KEPT),
+    'cvt13_cls_train_plain': ('13', {}, True, True, False, 2048, 2, 96, REORDERED),
     'cvt13_featmap_eval': ('13', dict(out_type='featmap', out_indices=(0, 1, 2)), False, False,
-                           True, 2048, 96, ORDER_KEPT),
+                           True, 2048, 2, 96, ORDER_KEPT),
 }
 
 
@@ -67,21 +80,6 @@ def build(arch, **kwargs) -> CvT:
     return randomize_norms(model)
 
 
-@contextlib.contextmanager
-def cpu_kernels(on: bool, chunk_rows: int):
-    """The CPU kernels on or off, the MLP's inference chunks ``chunk_rows`` tokens long."""
-    saved = (ConvAttention.train_query_chunks, Mlp.chunk_rows)
-    ConvAttention.train_query_chunks = None if on else 1
-    Mlp.chunk_rows = chunk_rows
-    # The MLP's chunks step aside under torch.compile.
-    off = mock.patch.object(torch.compiler, 'is_compiling', lambda: True)
-    try:
-        with contextlib.nullcontext() if on else off:
-            yield
-    finally:
-        ConvAttention.train_query_chunks, Mlp.chunk_rows = saved
-
-
 def digest(tensor: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     tensor = tensor.detach().double().flatten()
     directions = torch.randn(4, tensor.numel(), generator=generator, dtype=torch.float64)
@@ -93,16 +91,17 @@ def stacked(named: dict) -> dict:
                 else torch.zeros(0, 6, dtype=torch.float64))
 
 
-def run_case(arch, kwargs, train, grad, kernels, chunk_rows, side) -> dict:
+def run_case(arch, kwargs, train, grad, kernels, chunk_rows, batch, side) -> dict:
     """The outputs, gradients (of a fixed random projection of the outputs) and buffers of one
     case, small outputs whole and the rest as digests."""
-    model = build(arch, **kwargs).train(train)
+    kernels = dict(mlp_chunk_rows=chunk_rows) if kernels else False
+    model = build(arch, cpu_kernels=kernels, **kwargs).train(train)
     torch.manual_seed(1)
-    x = torch.randn(2, 3, side, side, requires_grad=grad)
+    x = torch.randn(batch, 3, side, side, requires_grad=grad)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # the query chunks follow the thread count
     try:
-        with cpu_kernels(kernels, chunk_rows), torch.set_grad_enabled(grad):
+        with torch.set_grad_enabled(grad):
             torch.manual_seed(2)
             outs = model(x)
         generator = torch.Generator().manual_seed(6)
@@ -125,13 +124,15 @@ def run_case(arch, kwargs, train, grad, kernels, chunk_rows, side) -> dict:
     return result
 
 
-def assert_matches(expected, actual, tolerance: float, what: str) -> None:
-    if expected.dtype == torch.float64:  # a digest: |change| within the tolerance of the norm
-        bound = 4 * tolerance * expected[4].item() + 1e-12
+def assert_matches(expected, actual, tolerance: float, what: str, floor: float = 0.) -> None:
+    """``actual`` within ``tolerance`` of ``expected``, relative to the larger of its norm (its
+    largest magnitude for a whole tensor) and ``floor``."""
+    if expected.dtype == torch.float64:  # a digest: every entry moves by at most the error's norm
+        bound = 4 * tolerance * max(expected[4].item(), floor) + 1e-12
         worst = (actual - expected).abs().max().item()
         assert worst <= bound, f'{what}: digest moved by {worst:.3g} (bound {bound:.3g})'
     else:
-        scale = expected.abs().max().item()
+        scale = max(expected.abs().max().item(), floor)
         torch.testing.assert_close(actual, expected, rtol=tolerance, atol=tolerance * scale,
                                    msg=lambda m: f'{what}: {m}')
 
@@ -143,9 +144,14 @@ def compare(expected: dict, actual: dict, tolerance: float, name: str) -> None:
     for key in ('grads', 'buffers'):
         if key in expected:
             assert actual[key]['names'] == expected[key]['names'], f'{name} {key}'
+            norms = expected[key]['values'][:, 4]
+            # Some gradients are zero but for rounding (k's biases: softmax ignores a constant
+            # added to every key); their rounding is that of the terms that cancel, of the size
+            # of the other gradients.
+            floor = 0.1 * norms.median().item() if len(norms) else 0.
             for param, a, b in zip(expected[key]['names'], expected[key]['values'],
                                    actual[key]['values']):
-                assert_matches(a, b, tolerance, f'{name} {key} {param}')
+                assert_matches(a, b, tolerance, f'{name} {key} {param}', floor)
     if 'input_grad' in expected:
         assert_matches(expected['input_grad'], actual['input_grad'], tolerance,
                        f'{name} input grad')
@@ -159,7 +165,10 @@ def golden():
 @pytest.mark.parametrize('name', CASES)
 def test_matches_golden(golden, name):
     *case, tolerance = CASES[name]
-    compare(golden[name], run_case(*case), tolerance, name)
+    expected = dict(golden[name])
+    if name == 'tiny_with_cp_train':
+        expected['buffers'] = golden['tiny_cls_train']['buffers']
+    compare(expected, run_case(*case), tolerance, name)
 
 
 def bitwise_equal(expected: dict, actual: dict) -> bool:

@@ -37,11 +37,19 @@ def test_a_wrong_mapping_would_be_caught():
     assert compare_with_hf(hf_model, ours, torch.randn(1, 3, 64, 64))['logits'] > 1e-3
 
 
-def test_quick_gelu_is_the_default_and_differs_from_gelu():
+def test_quick_gelu_is_the_default_and_computes_the_official_formula():
+    """The default classifier's MLPs compute ``x * sigmoid(1.702 x)`` (the official
+    QuickGELU), and so differ from HF's exact GELU on the same weights."""
+    from cvt_mm.models.backbones.cvt import Mlp
     _, ours_gelu = build_hf_and_cvt_mm(TINY_ARCH, 5)
     ours_quick = MODELS.build(classifier_cfg(TINY_ARCH, 5))
     ours_quick.load_state_dict(ours_gelu.state_dict())
     ours_quick.eval()
+    activations = [mlp.act for mlp in ours_quick.modules() if isinstance(mlp, Mlp)]
+    assert len(activations) == sum(TINY_ARCH['depths'])
+    h = torch.linspace(-6, 6, 101)
+    for act in activations:
+        torch.testing.assert_close(act(h), h * torch.sigmoid(1.702 * h), rtol=1e-6, atol=1e-6)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         diff = (ours_quick(x, mode='tensor') - ours_gelu(x, mode='tensor')).abs().max()

@@ -10,11 +10,13 @@ One backbone serves classification (mmpretrain) and dense prediction (mmdet, mms
 
 The arithmetic follows microsoft/CvT ``lib/models/cls_cvt.py`` (attention scale over the whole
 embedding width, QuickGELU, cls token bypassing the conv projections); attention runs through
-``scaled_dot_product_attention`` so no attention matrix is materialised.
+``scaled_dot_product_attention`` so no attention matrix is materialised. The file reads in the
+paper's order: token embedding, ``dw_bn`` projection, attention, MLP, block, stage, model. On
+the CPU, parts of the attention and the MLP run through :mod:`.cpu_kernels` (one switch,
+``CvT(cpu_kernels=...)``); the token-map reshapes are in :mod:`.token_maps`.
 """
+import contextlib
 import copy
-import math
-import warnings
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -27,63 +29,20 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
-from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from cvt_mm.registry import build_activation, register_activation, register_backbone
 
-HWShape = Tuple[int, int]
-
-
-def tokens_to_map(tokens: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
-    """(B, H*W, C) tokens -> (B, C, H, W) view.
-
-    The view is channels-last in memory, which convolutions consume without a copy. Split and
-    permute rather than transpose and reshape: for a batch of one, reshape may give the batch
-    dimension any stride, and PyTorch's layout heuristic (``suggest_memory_format``) then
-    takes the map for NCHW, so every conv copied its input to NCHW and returned NCHW.
-
-    ``view`` with the sizes spelled out, not ``unflatten`` (the same view): the TorchScript ONNX
-    exporter writes ``unflatten`` with a ``Mod`` its shape inference cannot follow, falls back
-    to the traced sizes and folds every later ``Shape`` into a constant, so that a graph with
-    dynamic axes only runs at the traced size.
-    """
-    return tokens.view(tokens.shape[0], hw_shape[0], hw_shape[1], -1).permute(0, 3, 1, 2)
-
-
-def map_to_tokens(feature_map: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, H*W, C)."""
-    return feature_map.flatten(2).transpose(1, 2)
-
-
-def zero_pad(x: torch.Tensor, dim: int, size) -> torch.Tensor:
-    """``x`` zero-padded at the end of ``dim`` to ``size``. A concatenation rather than
-    ``F.pad``, whose pad amounts the TorchScript ONNX exporter freezes at the traced values."""
-    shape = list(x.shape)
-    shape[dim] = size - shape[dim]
-    return torch.cat((x, x.new_zeros(shape)), dim)
-
-
-def partition_windows(tokens: torch.Tensor, hw_shape: HWShape, window: int, rows: int,
-                      cols: int) -> torch.Tensor:
-    """(B, H*W, C) tokens -> (B*rows*cols, window*window, C): the map zero-padded at the
-    bottom and right to rows x cols windows, the windows in row-major order per image."""
-    batch, _, channels = tokens.shape
-    height, width = hw_shape
-    x = tokens.view(batch, height, width, channels)
-    x = zero_pad(zero_pad(x, 1, rows * window), 2, cols * window)
-    x = x.view(batch, rows, window, cols, window, channels).transpose(2, 3)
-    return x.reshape(batch * rows * cols, window * window, channels)
-
-
-def merge_windows(windows: torch.Tensor, hw_shape: HWShape, window: int, rows: int,
-                  cols: int) -> torch.Tensor:
-    """The inverse of :func:`partition_windows`, the padding cropped: (B, H*W, C)."""
-    channels = windows.shape[-1]
-    x = windows.view(-1, rows, cols, window, window, channels).transpose(2, 3)
-    x = x.reshape(-1, rows * window, cols * window, channels)
-    height, width = hw_shape
-    return x[:, :height, :width].reshape(-1, height * width, channels)
+from .cpu_kernels import (
+    ChunkedMlpFunction,
+    CpuKernels,
+    attention_in_query_chunks,
+    cpu_kernels_apply,
+    mlp_in_chunks,
+    project_kv_batched,
+)
+from .deprecations import drop_deprecated_arguments
+from .token_maps import HWShape, map_to_tokens, merge_windows, partition_windows, tokens_to_map
 
 
 class ConvTokenEmbedding(BaseModule):
@@ -155,19 +114,6 @@ def build_conv_projection(method: str, channels: int, kernel_size: int, stride: 
     raise ValueError(f"attn_method must be 'dw_bn', 'avg' or 'linear', got {method!r}")
 
 
-def backward_query_chunks(batch_heads: int) -> int:
-    """Into how many chunks to split the queries of a CPU attention that will be
-    differentiated, so that its backward keeps every thread busy.
-
-    The backward of SDPA's CPU flash kernel runs one thread per (batch entry, head); CvT-13's
-    one-head first stage would train on one core, and its three heads of stage 2 on two
-    threads would leave one idle a third of the time. ``batch_heads`` times the result is a
-    multiple of the thread count.
-    """
-    threads = torch.get_num_threads()
-    return threads // math.gcd(batch_heads, threads)
-
-
 class ConvAttention(BaseModule):
     """Multi-head attention whose q, k, v come from convolutional projections (Sec. 3.2).
 
@@ -201,18 +147,18 @@ class ConvAttention(BaseModule):
         pool_kv (int): With 'dw_bn', average-pool k's and v's projected maps by this factor
             (``DepthwiseConvBN``): keys at stride ``stride_kv * pool_kv``, each the mean of the
             projections it covers. 1 (no pooling) is the official model. Defaults to 1.
+        cpu_kernels (CpuKernels, optional): The settings of the CPU kernels that may stand in
+            for the k/v projections and, in training, the attention (:mod:`.cpu_kernels`);
+            None runs the plain module everywhere. Defaults to None.
         init_cfg (dict, optional): The initialization config. Defaults to None.
     """
-
-    # Query chunks of a CPU attention in training: None lets backward_query_chunks() choose,
-    # 1 turns the chunks off (the train section of tools/benchmark.py times both).
-    train_query_chunks: Optional[int] = None
 
     def __init__(self, embed_dims: int, num_heads: int, with_cls_token: bool,
                  method: str = 'dw_bn', kernel_size: int = 3, stride_q: int = 1,
                  stride_kv: int = 2, padding_q: int = 1, padding_kv: int = 1,
                  qkv_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0.,
-                 window_size: int = 0, pool_kv: int = 1, init_cfg=None):
+                 window_size: int = 0, pool_kv: int = 1,
+                 cpu_kernels: Optional[CpuKernels] = None, init_cfg=None):
         super().__init__(init_cfg)
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
@@ -252,11 +198,12 @@ class ConvAttention(BaseModule):
         self.proj_v = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
+        self.cpu_kernels = cpu_kernels
 
     def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
         cls_token, tokens, feature_map = self.split_tokens(x, hw_shape)
         q = self.project(self.conv_proj_q, self.proj_q, tokens, feature_map, cls_token)
-        k, v, kv_shape = self.project_kv(tokens, feature_map, cls_token)
+        k, v, kv_shape = self.project_kv(feature_map, cls_token)
         # Under ONNX export every size takes the windowed path: a branch on the traced size
         # would be frozen into the graph.
         if self.window_size and (torch.onnx.is_in_onnx_export()
@@ -286,53 +233,35 @@ class ConvAttention(BaseModule):
             projected = torch.cat((cls_token, projected), dim=1)
         return linear(projected)
 
-    def project_kv(self, tokens: torch.Tensor, feature_map: torch.Tensor,
-                   cls_token: Optional[torch.Tensor]
+    def project_kv(self, feature_map: torch.Tensor, cls_token: Optional[torch.Tensor]
                    ) -> Tuple[torch.Tensor, torch.Tensor, HWShape]:
-        """k and v as :meth:`project` makes them, and the (h, w) of their map.
-
-        proj_k and proj_v run as one batched matmul over k's and v's tokens stacked.
-        """
+        """k and v as :meth:`project` makes them, and the (h, w) of their map."""
         k_map, v_map = (feature_map if conv is None else conv(feature_map)
                         for conv in (self.conv_proj_k, self.conv_proj_v))
-        kv = torch.stack((map_to_tokens(k_map), map_to_tokens(v_map)))  # (2, B, h*w, C)
-        if cls_token is not None:
-            kv = torch.cat((cls_token.expand(2, -1, -1, -1), kv), dim=2)
-        weight = torch.stack((self.proj_k.weight, self.proj_v.weight)).transpose(1, 2)
-        if self.proj_k.bias is None:
-            projected = torch.bmm(kv.flatten(1, 2), weight)
+        if self.cpu_kernels is not None and cpu_kernels_apply(feature_map):
+            k, v = project_kv_batched(k_map, v_map, cls_token, self.proj_k, self.proj_v)
         else:
-            bias = torch.stack((self.proj_k.bias, self.proj_v.bias)).unsqueeze(1)
-            projected = torch.baddbmm(bias, kv.flatten(1, 2), weight)
-        k, v = projected.view_as(kv).unbind(0)
+            k, v = (self.project(None, linear, map_to_tokens(projected_map), None, cls_token)
+                    for linear, projected_map in ((self.proj_k, k_map), (self.proj_v, v_map)))
         return k, v, tuple(k_map.shape[2:])
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                   mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, L, C) q, k, v -> (B, L, C) multi-head attention output.
+        """(B, L, C) q, k, v -> (B, L, C) multi-head attention output; on the CPU in training,
+        with the queries in chunks (:func:`.cpu_kernels.attention_in_query_chunks`)."""
+        if (mask is None and self.cpu_kernels is not None and q.requires_grad
+                and cpu_kernels_apply(q, self.attn_drop if self.training else 0.)):
+            return attention_in_query_chunks(self.multi_head_attention, q, k, v, self.num_heads,
+                                             self.cpu_kernels.query_chunks)
+        return self.multi_head_attention(q, k, v, mask)
 
-        In training on the CPU, the queries may run as chunks, batch entries that share k and v
-        (:func:`backward_query_chunks`; autograd sums k's and v's gradients over them): each
-        output row is computed as without chunks.
-        """
-        batch, length, channels = q.shape
-        chunks = 1
-        if self.training and mask is None and q.requires_grad and q.device.type == 'cpu':
-            chunks = self.train_query_chunks or backward_query_chunks(batch * self.num_heads)
-        if chunks > 1:
-            padded = -(-length // chunks) * chunks
-            if padded != length:  # zero_pad copies q even when it adds nothing
-                q = zero_pad(q, 1, padded)
-            q = q.reshape(batch * chunks, padded // chunks, channels)
-            k, v = (t.unsqueeze(1).expand(-1, chunks, -1, -1).flatten(0, 1) for t in (k, v))
+    def multi_head_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                             mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         out = F.scaled_dot_product_attention(
             self._split_heads(q), self._split_heads(k), self._split_heads(v), attn_mask=mask,
             dropout_p=self.attn_drop if self.training else 0., scale=self.scale)
         # SDPA's output has q's memory layout, (B, L, heads, d): merging the heads is a view.
-        out = out.transpose(1, 2).flatten(2)
-        if chunks > 1:
-            out = out.reshape(batch, padded, channels)[:, :length]
-        return out
+        return out.transpose(1, 2).flatten(2)
 
     def window_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                          hw_shape: HWShape, kv_shape: HWShape) -> torch.Tensor:
@@ -379,8 +308,8 @@ class QuickGELU(nn.Module):
     """x * sigmoid(1.702 x): the official CvT activation (CLIP's approximation of GELU).
 
     Computed as silu(1.702 x) / 1.702, the same function: autograd then keeps one tensor per
-    call instead of two and differentiates it in one fused kernel. ``Mlp`` moves the two
-    scalings into its linear layers.
+    call instead of two and differentiates it in one fused kernel. The MLP's CPU kernels move
+    the two scalings into its linear layers.
     """
 
     scale = 1.702
@@ -389,128 +318,49 @@ class QuickGELU(nn.Module):
         return F.silu(x * self.scale) / self.scale
 
 
-def accumulate_product(total: Optional[torch.Tensor], a: torch.Tensor,
-                       b: torch.Tensor) -> torch.Tensor:
-    """``total + a @ b``, in place; ``a @ b`` where ``total`` is None."""
-    return torch.mm(a, b) if total is None else total.addmm_(a, b)
-
-
-class ChunkedMlpFunction(torch.autograd.Function):
-    """``fc2(silu(fc1(x)))`` over ``chunk_rows`` tokens at a time, forward and backward: the
-    training step of the MLP with QuickGELU (its scalings folded into the weights) on the CPU.
-
-    Autograd would keep both fc1's and the activation's outputs, the widest tensors of the
-    network, and allocate two more of their size in backward (the activation's input and
-    output gradients); each is a fresh allocation of up to 62 MB per block at detection
-    size. Here fc1's output alone is kept, a chunk at a time, and backward recomputes the
-    activation per chunk, so every other hidden-sized tensor is one chunk that stays in cache.
-    The weight gradients are sums over the chunks.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, fc1_weight: torch.Tensor,
-                fc1_bias: Optional[torch.Tensor], fc2_weight: torch.Tensor,
-                fc2_bias: Optional[torch.Tensor], chunk_rows: int):
-        rows = x.reshape(-1, x.shape[-1])
-        hidden_chunks, out_chunks = [], []
-        for part in rows.split(chunk_rows):
-            hidden_chunks.append(F.linear(part, fc1_weight, fc1_bias))
-            out_chunks.append(F.linear(F.silu(hidden_chunks[-1]), fc2_weight, fc2_bias))
-        ctx.input_shape = x.shape
-        ctx.save_for_backward(rows, fc1_weight, fc2_weight, *hidden_chunks)
-        return torch.cat(out_chunks).view(*x.shape[:-1], -1)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: torch.Tensor):
-        rows, fc1_weight, fc2_weight, *hidden_chunks = ctx.saved_tensors
-        # Only the gradients asked for: a frozen layer's weights cost no products.
-        needs_rows, needs_fc1_weight, needs_fc1_bias, needs_fc2_weight, needs_fc2_bias, _ = \
-            ctx.needs_input_grad
-        grad_out = grad_out.reshape(-1, grad_out.shape[-1])
-        grad_rows = torch.empty_like(rows) if needs_rows else None
-        grad_fc1_weight = grad_fc1_bias = grad_fc2_weight = None
-        start = 0
-        for hidden in hidden_chunks:
-            stop = start + hidden.shape[0]
-            grad_part = grad_out[start:stop]
-            if needs_fc2_weight:
-                grad_fc2_weight = accumulate_product(grad_fc2_weight, grad_part.t(),
-                                                     F.silu(hidden))
-            grad_hidden = torch.ops.aten.silu_backward(grad_part @ fc2_weight, hidden)
-            if needs_fc1_weight:
-                grad_fc1_weight = accumulate_product(grad_fc1_weight, grad_hidden.t(),
-                                                     rows[start:stop])
-            if needs_fc1_bias:
-                bias_part = grad_hidden.sum(0)
-                grad_fc1_bias = (bias_part if grad_fc1_bias is None
-                                 else grad_fc1_bias.add_(bias_part))
-            if grad_rows is not None:
-                torch.mm(grad_hidden, fc1_weight, out=grad_rows[start:stop])
-            start = stop
-        return (None if grad_rows is None else grad_rows.view(ctx.input_shape), grad_fc1_weight,
-                grad_fc1_bias, grad_fc2_weight, grad_out.sum(0) if needs_fc2_bias else None,
-                None)
-
-
 class Mlp(nn.Sequential):
     """fc1 -> activation -> dropout -> fc2 -> dropout.
 
-    With QuickGELU, fc2(silu(1.702 fc1(x)) / 1.702) runs with fc1's weight and bias times 1.702
-    and fc2's weight divided by it: the same function, the scalings applied to the parameters
-    instead of the hidden activations (4x wider than the tokens and the largest tensors of the
-    network), which saves two passes over them (docs/benchmarks.md has the figures).
-
-    On the CPU it runs ``chunk_rows`` tokens at a time, so that the hidden activations stay
-    in cache: in inference (the ``cls`` section of tools/benchmark.py times it with and
-    without), and with QuickGELU in training through :class:`ChunkedMlpFunction`.
+    On the CPU with ``cpu_kernels``, it runs ``mlp_chunk_rows`` tokens at a time, so that the
+    hidden activations stay in cache: :func:`.cpu_kernels.mlp_in_chunks` in inference, and
+    with QuickGELU :class:`.cpu_kernels.ChunkedMlpFunction` in training.
     """
 
-    chunk_rows = 2048
-
-    def __init__(self, embed_dims: int, hidden_dims: int, act_cfg: dict, drop: float = 0.):
+    def __init__(self, embed_dims: int, hidden_dims: int, act_cfg: dict, drop: float = 0.,
+                 cpu_kernels: Optional[CpuKernels] = None):
         super().__init__(OrderedDict(
             fc1=nn.Linear(embed_dims, hidden_dims), act=build_activation(act_cfg),
             drop1=nn.Dropout(drop), fc2=nn.Linear(hidden_dims, embed_dims),
             drop2=nn.Dropout(drop)))
+        self.cpu_kernels = cpu_kernels
+        # What the CPU kernels fold into fc1 and fc2; None for other activations.
+        self.quick_gelu_scale = self.act.scale if isinstance(self.act, QuickGELU) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        folded = self.folded_parameters()
-        # Not on a GPU (thousands of small kernels), under torch.compile (inductor fuses the
-        # plain form), ONNX export or a jit trace (the trip count would be frozen at the traced
-        # size; FlopAnalyzer would see the training chunks as one opaque Python op).
-        if (x.device.type != 'cpu' or torch.compiler.is_compiling()
-                or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
-            return self.transform(x, folded)
-        if not torch.is_grad_enabled():
-            rows = x.reshape(-1, x.shape[-1]).split(self.chunk_rows)
-            out = torch.cat([self.transform(part, folded) for part in rows])
-            return out.view(*x.shape[:-1], -1)
-        # Other activations, active dropout and autocast's casts: autograd op by op.
-        if (folded is None or (self.training and (self.drop1.p or self.drop2.p))
-                or torch.is_autocast_enabled('cpu')):
-            return self.transform(x, folded)
-        fc1_weight, fc1_bias, fc2_weight = folded
-        return ChunkedMlpFunction.apply(x, fc1_weight, fc1_bias, fc2_weight, self.fc2.bias,
-                                        self.chunk_rows)
+        if self.cpu_kernels is not None and cpu_kernels_apply(
+                x, self.drop1.p if self.training else 0.):
+            chunk_rows = self.cpu_kernels.mlp_chunk_rows
+            if not torch.is_grad_enabled():
+                return mlp_in_chunks(x, self.fc1, self.act, self.fc2, self.quick_gelu_scale,
+                                     chunk_rows)
+            if self.quick_gelu_scale is not None:
+                return ChunkedMlpFunction.apply(x, self.fc1.weight, self.fc1.bias,
+                                                self.fc2.weight, self.fc2.bias,
+                                                self.quick_gelu_scale, chunk_rows)
+        return super().forward(x)
 
-    def folded_parameters(self) -> Optional[Tuple[torch.Tensor, ...]]:
-        """With QuickGELU: fc1's weight and bias times its scale and fc2's weight divided by
-        it, computed once per call for all the chunks; None for other activations."""
-        if not isinstance(self.act, QuickGELU):
-            return None
-        scale = self.act.scale
-        bias = None if self.fc1.bias is None else self.fc1.bias * scale
-        return self.fc1.weight * scale, bias, self.fc2.weight / scale
-
-    def transform(self, x: torch.Tensor,
-                  folded: Optional[Tuple[torch.Tensor, ...]]) -> torch.Tensor:
-        """The MLP on ``x`` in one piece, through ``folded`` parameters where given."""
-        if folded is None:
-            return super().forward(x)
-        fc1_weight, fc1_bias, fc2_weight = folded
-        hidden = self.drop1(F.silu(F.linear(x, fc1_weight, fc1_bias)))
-        return self.drop2(F.linear(hidden, fc2_weight, self.fc2.bias))
+    @torch.no_grad()
+    def fold_quick_gelu(self) -> None:
+        """For deployment: QuickGELU's scalings moved into fc1 and fc2, the activation a SiLU
+        (the same function, two passes over the hidden activations fewer)."""
+        if self.quick_gelu_scale is None:
+            return
+        scale = self.quick_gelu_scale
+        self.fc1.weight.mul_(scale)
+        if self.fc1.bias is not None:
+            self.fc1.bias.mul_(scale)
+        self.fc2.weight.div_(scale)
+        self.act, self.quick_gelu_scale = nn.SiLU(), None
 
 
 def add_dropped_path(x: torch.Tensor, branch: torch.Tensor, drop_path: nn.Module) -> torch.Tensor:
@@ -528,6 +378,27 @@ def add_dropped_path(x: torch.Tensor, branch: torch.Tensor, drop_path: nn.Module
     return torch.addcdiv(x, branch, keep_prob / kept)
 
 
+@contextlib.contextmanager
+def frozen_batch_norm_statistics(module: nn.Module):
+    """The BatchNorms of ``module`` normalise as they would (batch statistics in training) but
+    leave their running statistics and ``num_batches_tracked`` as they are.
+
+    A momentum of 0 keeps the running statistics (``0 * batch + 1 * running``) while the op
+    saves for backward what it saves in the forward it repeats, which the checkpoint checks;
+    without ``num_batches_tracked`` the module neither counts the batch nor turns a None
+    momentum into a cumulative average.
+    """
+    norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    saved = [(norm.momentum, norm.num_batches_tracked) for norm in norms]
+    for norm in norms:
+        norm.momentum, norm.num_batches_tracked = 0., None
+    try:
+        yield
+    finally:
+        for norm, (momentum, count) in zip(norms, saved):
+            norm.momentum, norm.num_batches_tracked = momentum, count
+
+
 class CvTBlock(BaseModule):
     """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
 
@@ -535,16 +406,17 @@ class CvTBlock(BaseModule):
                  mlp_ratio: float = 4., drop_rate: float = 0., attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0., act_cfg: dict = dict(type='QuickGELU'),
                  norm_cfg: dict = dict(type='LN', eps=1e-5), attn_cfg: Optional[dict] = None,
-                 with_cp: bool = False, init_cfg=None):
+                 with_cp: bool = False, cpu_kernels: Optional[CpuKernels] = None,
+                 init_cfg=None):
         super().__init__(init_cfg)
         self.with_cp = with_cp
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.attn = ConvAttention(embed_dims, num_heads, with_cls_token,
                                   attn_drop=attn_drop_rate, proj_drop=drop_rate,
-                                  **(attn_cfg or {}))
+                                  cpu_kernels=cpu_kernels, **(attn_cfg or {}))
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), act_cfg, drop_rate)
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), act_cfg, drop_rate, cpu_kernels)
 
     def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
 
@@ -553,8 +425,14 @@ class CvTBlock(BaseModule):
             return add_dropped_path(x, self.mlp(self.norm2(x)), self.drop_path)
 
         if self.with_cp and x.requires_grad:
-            return cp.checkpoint(inner_forward, x, use_reentrant=False)
+            return cp.checkpoint(inner_forward, x, use_reentrant=False,
+                                 context_fn=self.checkpoint_contexts)
         return inner_forward(x)
+
+    def checkpoint_contexts(self):
+        # Backward recomputes the block, BatchNorms included: their running statistics are
+        # the forward's to update, once per step.
+        return contextlib.nullcontext(), frozen_batch_norm_statistics(self)
 
 
 def contiguous_gradient(grad: torch.Tensor) -> torch.Tensor:
@@ -614,6 +492,8 @@ def stage_drop_path_rates(drop_path_rate, depths: Sequence[int]) -> List[List[fl
 
 
 @register_backbone
+@drop_deprecated_arguments(
+    fuse_kv_conv='has no effect (k and v are projected as without it); remove it')
 class CvT(BaseModule):
     """CvT backbone.
 
@@ -687,17 +567,20 @@ class CvT(BaseModule):
             statistics); 0 freezes nothing. Defaults to 0.
         norm_eval (bool): Keep the projections' BatchNorms in eval mode during training
             (frozen statistics, as for small detection batches). Defaults to False.
-        with_cp (bool): Gradient checkpointing per block: less memory, more compute.
-            Defaults to False.
-        fuse_kv_conv (bool): Deprecated, no effect: k's and v's depthwise convs always run
-            as two convs. Defaults to False.
+        with_cp (bool): Gradient checkpointing per block: less memory, more compute; the
+            same outputs, gradients and BatchNorm statistics as without it. Defaults to False.
+        cpu_kernels (bool | dict): On the CPU, let the kernels of :mod:`.cpu_kernels` stand in
+            for parts of the attention and the MLP (the same function, faster); a dict sets
+            them (:class:`.cpu_kernels.CpuKernels`: ``mlp_chunk_rows``, ``query_chunks``).
+            False runs the plain modules on the CPU too. GPUs, ``torch.compile``, exports and
+            autocast always run the plain modules. Defaults to True.
         init_cfg (dict | List[dict], optional): The initialization config. None gives the
             official init: truncated-normal Linear layers (std 0.02) and unit norms, convs with
             PyTorch's defaults, cls tokens truncated-normal. Defaults to None.
 
-    Attention runs through ``scaled_dot_product_attention`` (no attention matrix), k and v are
-    projected by one batched matmul, and token maps stay channels-last so the depthwise convs
-    take them without copies; ``switch_to_deploy`` folds the BatchNorms into the convs.
+    Attention runs through ``scaled_dot_product_attention`` (no attention matrix), and token
+    maps stay channels-last so the depthwise convs take them without copies;
+    ``switch_to_deploy`` folds the BatchNorms into the convs.
     """
 
     arch_zoo: Dict[str, dict] = {
@@ -738,7 +621,7 @@ class CvT(BaseModule):
                  frozen_stages: int = 0,
                  norm_eval: bool = False,
                  with_cp: bool = False,
-                 fuse_kv_conv: bool = False,
+                 cpu_kernels: Union[bool, dict] = True,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         if init_cfg is None:
             # The official init: trunc-normal Linear, unit norms; convs keep PyTorch defaults.
@@ -747,10 +630,8 @@ class CvT(BaseModule):
                 dict(type='Constant', layer=['LayerNorm', 'BatchNorm2d'], val=1., bias=0.),
             ]
         super().__init__(init_cfg)
-        if fuse_kv_conv:
-            warnings.warn('DeprecationWarning: CvT(fuse_kv_conv=True) has no effect; k and v '
-                          'are projected as without it (the same outputs)', stacklevel=2)
         self.arch_settings = self.parse_arch(arch)
+        self.cpu_kernels = CpuKernels.from_argument(cpu_kernels)
         embed_dims = self.arch_settings['embed_dims']
         depths = self.arch_settings['depths']
         num_heads = self.arch_settings['num_heads']
@@ -806,7 +687,7 @@ class CvT(BaseModule):
                             window_size=window_size[i], pool_kv=pool_kv[i])
             block_cfg = dict(mlp_ratio=mlp_ratio, drop_rate=drop_rate,
                              attn_drop_rate=attn_drop_rate, act_cfg=act_cfg, attn_cfg=attn_cfg,
-                             with_cp=with_cp)
+                             with_cp=with_cp, cpu_kernels=self.cpu_kernels)
             self.stages.append(CvTStage(
                 stage_in_channels, embed_dims[i], depths[i], num_heads[i],
                 self.patch_sizes[i], self.patch_strides[i], self.patch_paddings[i],
@@ -895,10 +776,13 @@ class CvT(BaseModule):
         return tuple(outs)
 
     def switch_to_deploy(self) -> None:
-        """Fold each projection's BatchNorm into its depthwise conv (eval outputs unchanged)."""
+        """Fold each projection's BatchNorm into its depthwise conv and QuickGELU's scalings
+        into the MLP's linear layers (eval outputs unchanged)."""
         for module in self.modules():
             if isinstance(module, DepthwiseConvBN):
                 module.fuse_bn()
+            elif isinstance(module, Mlp):
+                module.fold_quick_gelu()
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):

@@ -1,0 +1,62 @@
+"""Token sequences as maps and maps as windows: the reshapes between CvT's two views of a stage.
+
+Written so that they export: every size is read from the tensor at run time (no Python branch on
+a size, no op whose sizes the TorchScript ONNX exporter freezes), so an exported graph with
+dynamic axes runs at any input size.
+"""
+from typing import Tuple
+
+import torch
+
+HWShape = Tuple[int, int]
+
+
+def tokens_to_map(tokens: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
+    """(B, H*W, C) tokens -> (B, C, H, W) view.
+
+    The view is channels-last in memory, which convolutions consume without a copy. Split and
+    permute rather than transpose and reshape: for a batch of one, reshape may give the batch
+    dimension any stride, and PyTorch's layout heuristic (``suggest_memory_format``) then
+    takes the map for NCHW, so every conv copied its input to NCHW and returned NCHW.
+
+    ``view`` with the sizes spelled out, not ``unflatten`` (the same view): the TorchScript ONNX
+    exporter writes ``unflatten`` with a ``Mod`` its shape inference cannot follow, falls back
+    to the traced sizes and folds every later ``Shape`` into a constant, so that a graph with
+    dynamic axes only runs at the traced size.
+    """
+    return tokens.view(tokens.shape[0], hw_shape[0], hw_shape[1], -1).permute(0, 3, 1, 2)
+
+
+def map_to_tokens(feature_map: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H*W, C)."""
+    return feature_map.flatten(2).transpose(1, 2)
+
+
+def zero_pad(x: torch.Tensor, dim: int, size) -> torch.Tensor:
+    """``x`` zero-padded at the end of ``dim`` to ``size``. A concatenation rather than
+    ``F.pad``, whose pad amounts the TorchScript ONNX exporter freezes at the traced values."""
+    shape = list(x.shape)
+    shape[dim] = size - shape[dim]
+    return torch.cat((x, x.new_zeros(shape)), dim)
+
+
+def partition_windows(tokens: torch.Tensor, hw_shape: HWShape, window: int, rows: int,
+                      cols: int) -> torch.Tensor:
+    """(B, H*W, C) tokens -> (B*rows*cols, window*window, C): the map zero-padded at the
+    bottom and right to rows x cols windows, the windows in row-major order per image."""
+    batch, _, channels = tokens.shape
+    height, width = hw_shape
+    x = tokens.view(batch, height, width, channels)
+    x = zero_pad(zero_pad(x, 1, rows * window), 2, cols * window)
+    x = x.view(batch, rows, window, cols, window, channels).transpose(2, 3)
+    return x.reshape(batch * rows * cols, window * window, channels)
+
+
+def merge_windows(windows: torch.Tensor, hw_shape: HWShape, window: int, rows: int,
+                  cols: int) -> torch.Tensor:
+    """The inverse of :func:`partition_windows`, the padding cropped: (B, H*W, C)."""
+    channels = windows.shape[-1]
+    x = windows.view(-1, rows, cols, window, window, channels).transpose(2, 3)
+    x = x.reshape(-1, rows * window, cols * window, channels)
+    height, width = hw_shape
+    return x[:, :height, :width].reshape(-1, height * width, channels)
