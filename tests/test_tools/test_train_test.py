@@ -1,5 +1,5 @@
-"""tools/train.py, tools/test.py and tools/dist_train.sh on classification, detection and
-segmentation configs, run as a user would: in subprocesses, on toy data."""
+"""tools/train.py, tools/test.py, tools/dist_train.sh and tools/dist_test.sh on classification,
+detection and segmentation configs, run as a user would: in subprocesses, on toy data."""
 import os
 import re
 import subprocess
@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 from helpers import TOOLS_DIR as TOOLS
-from helpers import load_repo_config, make_toy_datasets, toy_config
+from helpers import build_model, load_repo_config, make_toy_datasets, toy_config
 from mmengine.config import Config
 
 from cvt_mm import engine
@@ -29,6 +29,10 @@ LONGER_TRAINING = {'mmpretrain': 'train_cfg.max_epochs=2', 'mmdet': 'train_cfg.m
 TEST_METRICS = {'mmpretrain': ('accuracy/top1', ), 'mmdet': ('coco/bbox_mAP', 'coco/segm_mAP'),
                 'mmseg': ('mIoU', )}
 TASKS = tuple(FIRST_CHECKPOINT)
+# mmseg's test metrics, printed by tools/test.py as "name: value".
+SEGMENTATION_METRIC_LINES = re.compile(r'^(?:aAcc|mIoU|mAcc): .*$', re.MULTILINE)
+# The toy label maps hold classes 0..5 (after reduce_zero_label) of ADE20K's 150.
+TOY_SEGMENTATION_CLASSES = 6
 # Training runs skip validation (mmengine validates at the end otherwise): test.py evaluates.
 NO_VALIDATION = 'train_cfg.val_begin=1000'
 CLASSIFICATION_LR = 1e-3  # constant: the classification config has no parameter scheduler
@@ -177,6 +181,39 @@ def test_auto_scale_lr_without_a_base_batch_size_is_refused(task_configs, tmp_pa
     assert result.stderr.splitlines()[-1].startswith(
         f'--auto-scale-lr needs auto_scale_lr.base_batch_size in {config}: '), result.stderr
     assert not list(tmp_path.glob('*.pth'))
+
+
+@pytest.fixture(scope='module')
+def segmentation_checkpoint(task_configs, tmp_path_factory):
+    """Random UperNet weights whose classifier scores only the toy data's classes: random
+    weights alone predict other classes everywhere, and every metric is 0. With these, each of
+    the two test images has metrics of its own (aAcc 20.87 and 21.04, both together 20.96)."""
+    cfg = Config.fromfile(task_configs['mmseg'])
+    engine.register_task_modules('mmseg')
+    state = build_model(cfg).state_dict()
+    state['decode_head.conv_seg.bias'][TOY_SEGMENTATION_CLASSES:] = -1e4
+    path = tmp_path_factory.mktemp('segmentation_checkpoint') / 'upernet.pth'
+    torch.save({'state_dict': state}, path)
+    return path
+
+
+def test_two_process_testing_on_cpu_gives_the_one_process_metrics(task_configs,
+                                                                   segmentation_checkpoint,
+                                                                   tmp_path):
+    """tools/dist_test.sh with two processes, one test image each: rank 0 alone prints the
+    metrics, and they are tools/test.py's with one process. mmseg sums pixel counts over the
+    images (aAcc, per-class IoU and accuracy), and each image alone gives other values, so an
+    image lost or evaluated twice would change them."""
+    config = task_configs['mmseg']
+    one = run([sys.executable, TOOLS / 'test.py', config, segmentation_checkpoint,
+               '--work-dir', tmp_path / 'one'], cwd=tmp_path)
+    two = run(['bash', TOOLS / 'dist_test.sh', config, segmentation_checkpoint, 2,
+               '--work-dir', tmp_path / 'two'], cwd=tmp_path, PYTHON=sys.executable)
+    assert 'Distributed launcher: pytorch' in two
+    assert 'GPU number: 2' in two  # mmengine's name for the world size
+    one_metrics = SEGMENTATION_METRIC_LINES.findall(one)
+    assert len(one_metrics) == 3 and 'aAcc: 0.0' not in one_metrics, one[-3000:]
+    assert SEGMENTATION_METRIC_LINES.findall(two) == one_metrics, two[-3000:]
 
 
 # ----------------------------------------------------------------------------- helpers
