@@ -10,12 +10,15 @@ CPU): tools/dist_train.sh, tools/slurm_train.sh. Checkpoints hold the exact posi
 written atomically, so that --resume continues exactly where the run stopped, also inside an
 epoch. On a preemption signal (SIGTERM, SIGUSR1) every process stops after the same iteration,
 saves it and exits with status 75; a second signal exits at once (docs/long_runs.md).
+A missing data folder, a missing or unparsable annotation file or an empty data set ends the run
+before training with one line naming it (tools/check_dataset.py then checks every file).
 """
 import argparse
 import sys
 
-from _cli import add_runner_arguments, parse_runner_args, quiet_runner_logger
+from _cli import add_runner_arguments, dataset_fault_exit, parse_runner_args, quiet_runner_logger
 
+from cvt_mm.datasets import DatasetSetupError
 from cvt_mm.engine import (
     PREEMPTED_EXIT_STATUS,
     Preempted,
@@ -72,6 +75,8 @@ def main(argv=None):
     except Preempted as stop:
         print(f'preempted: {stop}', file=sys.stderr, flush=True)
         status = PREEMPTED_EXIT_STATUS
+    except DatasetSetupError as error:
+        raise dataset_fault_exit(error, args.config) from error
     if shutdown_distributed():
         end_worker_process(status)
     return status

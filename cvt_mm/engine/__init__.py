@@ -21,7 +21,7 @@ from .fsdp import ResumableFSDPStrategy, cvt_block_wrap_policy
 from .hooks import NonFiniteLossGuardHook
 from .preemption import PREEMPTED_EXIT_STATUS, Preempted, PreemptionHook, enable_preemption
 from .resume import AtomicLocalBackend, FaithfulResumeHook, enable_faithful_resume
-from .runner import build_runner, register_task_modules
+from .runner import build_runner, name_dataset_faults, register_task_modules
 from .safe_loading import allow_runner_checkpoints
 
 __all__ = ['TASK_SCOPES', 'allow_runner_checkpoints', 'apply_resume', 'build_runner',
@@ -31,4 +31,4 @@ __all__ = ['TASK_SCOPES', 'allow_runner_checkpoints', 'apply_resume', 'build_run
            'FaithfulResumeHook', 'enable_faithful_resume', 'cvt_block_wrap_policy']
 __all__ += ['NonFiniteLossGuardHook', 'ResumableFSDPStrategy', 'end_worker_process',
             'latest_checkpoint', 'PREEMPTED_EXIT_STATUS', 'Preempted', 'PreemptionHook',
-            'enable_preemption']
+            'enable_preemption', 'name_dataset_faults']
