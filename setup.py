@@ -107,7 +107,9 @@ setup(
     # Ranges the project is known to work with; tools/setup_env.sh installs the combination
     # that CI tests (docs/install.md).
     install_requires=[
-        'torch>=2.1',
+        # 2.6: the oldest torch with every API the package calls (tests/test_torch_minimum.py
+        # lists them), e.g. add_safe_globals' (global, name) pairs, which `import cvt_mm` uses.
+        'torch>=2.6',
         'torchvision',
         'mmengine>=0.10.3,<0.11',
         'mmdet>=3.3.0,<3.4',

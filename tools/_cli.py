@@ -36,6 +36,14 @@ def quiet_runner_logger(runner):
     return runner
 
 
+def dataset_fault_exit(error: Exception, config: str) -> SystemExit:
+    """The one-line exit of a tool whose data set is broken (``cvt_mm.datasets.DatasetSetupError``
+    names the file or folder), pointing to the command that checks every file; raise it ``from
+    error`` so that the original error stays in the chain."""
+    return SystemExit(f'error: {error} (every file checked: python tools/check_dataset.py '
+                      f'{config})')
+
+
 def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
     """--work-dir, --cfg-options, --launcher and the launcher's --local-rank."""
     parser.add_argument('--work-dir', help='directory for logs, checkpoints and metrics '

@@ -6,12 +6,15 @@
 
 Prints one "metric: value" line per metric. --show-dir saves the images with the predictions
 drawn (mmdet, mmseg, mmpretrain visualization hooks). --tta evaluates with the config's test-time
-augmentation (tta_model and tta_pipeline: multi-scale + flip for the ADE20K UperNets).
+augmentation (tta_model and tta_pipeline: multi-scale + flip for the ADE20K UperNets). A
+broken test set (a missing folder, a missing or unparsable annotation file, no samples) ends the
+run with one line naming it.
 """
 import argparse
 
-from _cli import add_runner_arguments, parse_runner_args, quiet_runner_logger
+from _cli import add_runner_arguments, dataset_fault_exit, parse_runner_args, quiet_runner_logger
 
+from cvt_mm.datasets import DatasetSetupError
 from cvt_mm.engine import (
     build_runner,
     enable_visualization,
@@ -48,7 +51,10 @@ def main(argv=None):
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
     runner = quiet_runner_logger(build_runner(cfg))
-    metrics = runner.test()
+    try:
+        metrics = runner.test()
+    except DatasetSetupError as error:
+        raise dataset_fault_exit(error, args.config) from error
     if runner.rank == 0:
         print('\n'.join(f'{name}: {value}' for name, value in metrics.items()))
     del runner  # its model holds the process group

@@ -3,25 +3,29 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm]
-        [--amp [float16|bfloat16]] [--preempt-signals TERM,USR1]
+        [--amp [float16|bfloat16]] [--auto-scale-lr] [--preempt-signals TERM,USR1]
 
 The task library comes from the config's default_scope. Several processes or machines (also on
 CPU): tools/dist_train.sh, tools/slurm_train.sh. Checkpoints hold the exact position and are
 written atomically, so that --resume continues exactly where the run stopped, also inside an
 epoch. On a preemption signal (SIGTERM, SIGUSR1) every process stops after the same iteration,
 saves it and exits with status 75; a second signal exits at once (docs/long_runs.md).
+A missing data folder, a missing or unparsable annotation file or an empty data set ends the run
+before training with one line naming it (tools/check_dataset.py then checks every file).
 """
 import argparse
 import sys
 
-from _cli import add_runner_arguments, parse_runner_args, quiet_runner_logger
+from _cli import add_runner_arguments, dataset_fault_exit, parse_runner_args, quiet_runner_logger
 
+from cvt_mm.datasets import DatasetSetupError
 from cvt_mm.engine import (
     PREEMPTED_EXIT_STATUS,
     Preempted,
     apply_resume,
     build_runner,
     enable_amp,
+    enable_auto_scale_lr,
     enable_faithful_resume,
     enable_preemption,
     end_worker_process,
@@ -44,6 +48,10 @@ def parse_args(argv=None):
         help='mixed precision training (needs a GPU): float16 with dynamic loss scaling (the '
         'default), or bfloat16, whose float32-wide exponent does not overflow')
     parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help="scale the learning rate by the total batch (processes x batch size) over the "
+        "config's auto_scale_lr.base_batch_size, as mmdet's --auto-scale-lr")
+    parser.add_argument(
         '--preempt-signals', metavar='SIGNALS',
         help='comma-separated signals that save the position and exit with status '
         f'{PREEMPTED_EXIT_STATUS} (default: the config\'s PreemptionHook, else TERM,USR1; '
@@ -56,6 +64,8 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     if args.amp:
         enable_amp(cfg, dtype=args.amp)
+    if args.auto_scale_lr:
+        enable_auto_scale_lr(cfg)
     enable_faithful_resume(cfg)
     enable_preemption(cfg, args.preempt_signals)
     apply_resume(cfg, args.resume)
@@ -65,6 +75,8 @@ def main(argv=None):
     except Preempted as stop:
         print(f'preempted: {stop}', file=sys.stderr, flush=True)
         status = PREEMPTED_EXIT_STATUS
+    except DatasetSetupError as error:
+        raise dataset_fault_exit(error, args.config) from error
     if shutdown_distributed():
         end_worker_process(status)
     return status

@@ -1,4 +1,11 @@
-from .inference import InferenceReport, build_inferencer, infer_images, list_images
+from .inference import (
+    InferenceReport,
+    build_inferencer,
+    infer_images,
+    input_root,
+    list_images,
+    output_names,
+)
 from .model_zoo import (
     classification_metafile,
     classifier_cfg,
@@ -9,7 +16,8 @@ from .model_zoo import (
 from .transfer import run_transfer_benchmark
 
 __all__ = [
-    'InferenceReport', 'build_inferencer', 'infer_images', 'list_images',
+    'InferenceReport', 'build_inferencer', 'infer_images', 'input_root', 'list_images',
+    'output_names',
     'classifier_cfg', 'config_dir', 'classification_metafile', 'dense_metafile',
     'register_model_index', 'run_transfer_benchmark'
 ]

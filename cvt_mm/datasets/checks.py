@@ -15,6 +15,11 @@ augmentation, no decoding), lets the data set parse its annotations as training 
 * classification labels are compared with the class count.
 
 Each fault is a :class:`Problem` naming the file. ``tools/check_dataset.py`` is the command line.
+
+Training and testing use two quick ones (:func:`dataset_setup_problem` once a data set failed to
+build, :func:`built_dataset_problem` once it has been built), through
+:func:`cvt_mm.engine.name_dataset_faults`: a missing folder, a missing or unparsable annotation
+file, a data set without samples, reported as a :class:`DatasetSetupError`.
 """
 import copy
 import io
@@ -34,11 +39,13 @@ CORRUPT_IMAGE = 'corrupt image'
 MISSING_FILE = 'missing file'
 UNPARSABLE_ANNOTATION = 'unparsable annotation file'
 MISSING_ANNOTATION = 'missing annotation file'
+MISSING_FOLDER = 'missing folder'
+EMPTY_DATASET = 'empty data set'
 BAD_BOX = 'bad box'
 SIZE_MISMATCH = 'size mismatch'
 BAD_LABEL = 'bad label'
-KINDS = (CORRUPT_IMAGE, MISSING_FILE, UNPARSABLE_ANNOTATION, MISSING_ANNOTATION, BAD_BOX,
-         SIZE_MISMATCH, BAD_LABEL)
+KINDS = (CORRUPT_IMAGE, MISSING_FILE, UNPARSABLE_ANNOTATION, MISSING_ANNOTATION, MISSING_FOLDER,
+         EMPTY_DATASET, BAD_BOX, SIZE_MISMATCH, BAD_LABEL)
 
 IGNORE_INDEX = 255  # mmseg's decode heads' default ignore_index
 # Boxes may overshoot the image border by float rounding of polygon extremes; only more than
@@ -74,6 +81,23 @@ class Problem:
 
     def __str__(self) -> str:
         return f'{self.file}: {self.message}'
+
+
+class DatasetSetupError(RuntimeError):
+    """A dataloader's data set is broken in a way that :class:`Problem` names (a missing folder,
+    a missing or unparsable annotation file, no samples): one line, ``[split] FILE: KIND:
+    DETAIL`` as tools/check_dataset.py prints it.
+
+    Args:
+        problem (Problem): What is wrong, and where.
+        split (str, optional): 'train', 'val' or 'test', when known. Defaults to None.
+    """
+
+    def __init__(self, problem: Problem, split: Optional[str] = None):
+        self.problem = problem
+        self.split = split
+        prefix = f'[{split}] ' if split else ''
+        super().__init__(prefix + ' '.join(str(problem).split()))  # one line
 
 
 @contextmanager
@@ -143,7 +167,8 @@ def build_unloaded(dataset_cfg: dict):
     from mmengine.registry import DATASETS
 
     cfg = copy.deepcopy(dict(dataset_cfg))
-    cfg.update(pipeline=[], lazy_init=True)
+    # Unserialized: mmengine's serialization refuses an empty data list, which is reported.
+    cfg.update(pipeline=[], lazy_init=True, serialize_data=False)
     if 'filter_cfg' in cfg:
         cfg['filter_cfg'] = None
     return DATASETS.build(cfg)
@@ -154,8 +179,45 @@ def annotation_file(dataset) -> str:
     return getattr(dataset, 'ann_file', '') or ''
 
 
+def data_folders(dataset) -> List[str]:
+    """The folders a data set reads from: its ``data_root``, then its ``data_prefix`` entries
+    (which mmengine has joined with ``data_root``)."""
+    prefixes = getattr(dataset, 'data_prefix', None) or {}
+    folders = [getattr(dataset, 'data_root', None)] + list(prefixes.values())
+    return [folder for folder in folders if isinstance(folder, str) and folder]
+
+
+def missing_folder(dataset, backend_args: Optional[dict]) -> Optional[Problem]:
+    """The first of :func:`data_folders` that is not a folder on the local disk, if any (none
+    is looked for with a storage backend other than the local disk)."""
+    if backend_args:
+        return None
+    for folder in data_folders(dataset):
+        if '://' not in folder and not osp.isdir(folder):
+            return Problem(folder, MISSING_FOLDER, 'is a file, not a folder'
+                           if osp.exists(folder) else 'does not exist')
+    return None
+
+
+def empty_dataset_problem(dataset) -> Optional[Problem]:
+    """An :data:`EMPTY_DATASET` problem, named by the annotation file or the image folder, if
+    the (loaded) data set has no samples."""
+    if len(dataset):
+        return None
+    prefixes = getattr(dataset, 'data_prefix', None) or {}
+    where = (annotation_file(dataset) or prefixes.get('img_path') or prefixes.get('img')
+             or getattr(dataset, 'data_root', None) or type(dataset).__name__)
+    suffix = getattr(dataset, 'img_suffix', None)
+    looked_for = f" (it looks for '*{suffix}' images)" if suffix else ''
+    return Problem(where, EMPTY_DATASET, f'{type(dataset).__name__} found no samples{looked_for}')
+
+
 def load_annotations(dataset, backend_args: Optional[dict]) -> List[Problem]:
-    """``full_init()`` the data set; its annotation file's problems if that fails."""
+    """``full_init()`` the data set; its missing folder, its annotation file's problems if that
+    fails, or that it has no samples."""
+    problem = missing_folder(dataset, backend_args)
+    if problem:
+        return [problem]
     ann_file = annotation_file(dataset)
     if ann_file and not fileio.exists(ann_file, backend_args=backend_args):
         return [Problem(ann_file, MISSING_ANNOTATION, 'does not exist')]
@@ -165,8 +227,8 @@ def load_annotations(dataset, backend_args: Optional[dict]) -> List[Problem]:
     except Exception as error:  # the libraries' parsers raise anything from KeyError to OSError
         return [Problem(ann_file or type(dataset).__name__, UNPARSABLE_ANNOTATION,
                         f'{type(error).__name__}: {error}')]
-    return []
-
+    problem = empty_dataset_problem(dataset)
+    return [problem] if problem else []
 
 
 def loaded_datasets(dataset_cfg: dict, problems: List[Problem]):
@@ -179,6 +241,71 @@ def loaded_datasets(dataset_cfg: dict, problems: List[Problem]):
         problems += load_problems
         if not load_problems:
             yield dataset, backend_args
+
+
+# ----------------------------------------------------------------------------- training's checks
+def dataset_setup_problem(dataset_cfg: dict) -> Optional[Problem]:
+    """Why a data set config failed to build, when one of its folders or files is the cause.
+
+    For each data set inside the config's wrappers: a missing ``data_root`` or ``data_prefix``
+    folder, a missing annotation file, an annotation file that is not JSON (for ``.json``
+    files, which mmdet parses without naming them) or that the data set cannot parse, or no
+    samples at all (which mmengine's serialization refuses with a message naming nothing).
+
+    Args:
+        dataset_cfg (dict): The ``dataset`` entry of a dataloader config.
+
+    Returns:
+        Problem | None: The first such problem; None when the files are not the cause.
+    """
+    for leaf in leaf_dataset_cfgs(dataset_cfg):
+        backend_args = leaf.get('backend_args')
+        try:
+            dataset = build_unloaded(leaf)
+        except Exception:  # the config itself is at fault: nothing to name
+            continue
+        ann_file = annotation_file(dataset)
+        if ann_file.endswith('.json') and not missing_folder(dataset, backend_args) and \
+                fileio.exists(ann_file, backend_args=backend_args):
+            problem = read_coco_json(ann_file, backend_args)[1]
+            if problem:
+                return problem
+        problems = load_annotations(dataset, backend_args)
+        # A failure to load a data set without annotation file names no file of its own.
+        if problems and (ann_file or problems[0].kind != UNPARSABLE_ANNOTATION):
+            return problems[0]
+    return None
+
+
+def leaf_datasets(dataset) -> list:
+    """The data sets inside a built data set's wrappers (``dataset``, ``datasets``)."""
+    inner = getattr(dataset, 'datasets', None)
+    if isinstance(inner, (list, tuple)):
+        return [leaf for child in inner for leaf in leaf_datasets(child)]
+    if getattr(dataset, 'dataset', None) is not None:
+        return leaf_datasets(dataset.dataset)
+    return [dataset]
+
+
+def built_dataset_problem(dataset) -> Optional[Problem]:
+    """What would fail sample by sample, or puzzle the sampler, in a data set that was built.
+
+    A missing ``data_root`` or ``data_prefix`` folder (mmseg lists the images when it is built,
+    but opens each label map only as its sample is loaded) or a data set without samples.
+
+    Args:
+        dataset: A built data set (its wrappers are looked into).
+
+    Returns:
+        Problem | None: The first such problem, or None.
+    """
+    for leaf in leaf_datasets(dataset):
+        problem = (missing_folder(leaf, getattr(leaf, 'backend_args', None))
+                   or empty_dataset_problem(leaf))
+        if problem:
+            return problem
+    return None
+
 
 def described(path) -> str:
     """The progress bar's label: the annotation file or data root, by its last name."""

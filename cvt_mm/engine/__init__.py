@@ -4,6 +4,7 @@ from .config import (
     TASK_SCOPES,
     apply_resume,
     enable_amp,
+    enable_auto_scale_lr,
     enable_visualization,
     latest_checkpoint,
     load_config,
@@ -20,14 +21,14 @@ from .fsdp import ResumableFSDPStrategy, cvt_block_wrap_policy
 from .hooks import NonFiniteLossGuardHook
 from .preemption import PREEMPTED_EXIT_STATUS, Preempted, PreemptionHook, enable_preemption
 from .resume import AtomicLocalBackend, FaithfulResumeHook, enable_faithful_resume
-from .runner import build_runner, register_task_modules
+from .runner import build_runner, name_dataset_faults, register_task_modules
 from .safe_loading import allow_runner_checkpoints
 
 __all__ = ['TASK_SCOPES', 'allow_runner_checkpoints', 'apply_resume', 'build_runner',
-           'enable_amp', 'enable_visualization', 'load_config', 'register_task_modules',
-           'replace_sync_bn', 'setup_cpu_distributed', 'task_scope', 'shutdown_distributed',
-           'slurm_environment', 'AtomicLocalBackend', 'FaithfulResumeHook',
-           'enable_faithful_resume', 'cvt_block_wrap_policy']
+           'enable_amp', 'enable_auto_scale_lr', 'enable_visualization', 'load_config',
+           'register_task_modules', 'replace_sync_bn', 'setup_cpu_distributed', 'task_scope',
+           'shutdown_distributed', 'slurm_environment', 'AtomicLocalBackend',
+           'FaithfulResumeHook', 'enable_faithful_resume', 'cvt_block_wrap_policy']
 __all__ += ['NonFiniteLossGuardHook', 'ResumableFSDPStrategy', 'end_worker_process',
             'latest_checkpoint', 'PREEMPTED_EXIT_STATUS', 'Preempted', 'PreemptionHook',
-            'enable_preemption']
+            'enable_preemption', 'name_dataset_faults']

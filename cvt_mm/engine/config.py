@@ -73,6 +73,23 @@ def enable_amp(cfg: Config, dtype: str = 'float16') -> None:
     cfg.optim_wrapper.setdefault('loss_scale', 'dynamic' if dtype == 'float16' else 1.0)
 
 
+def enable_auto_scale_lr(cfg: Config) -> None:
+    """Turn on mmengine's linear learning-rate scaling (``auto_scale_lr.enable``), as mmdet's
+    ``tools/train.py --auto-scale-lr`` does: the Runner multiplies the config's learning rates
+    by the total batch (processes x ``train_dataloader.batch_size``) over
+    ``auto_scale_lr.base_batch_size``, the batch the rates were set for.
+
+    Args:
+        cfg (Config): The config, changed in place; it must define
+            ``auto_scale_lr.base_batch_size``, else SystemExit names the config.
+    """
+    if not (cfg.get('auto_scale_lr') or {}).get('base_batch_size'):
+        raise SystemExit(f'--auto-scale-lr needs auto_scale_lr.base_batch_size in '
+                         f'{cfg.filename or "the config"}: the total batch size its learning '
+                         'rate is set for, e.g. auto_scale_lr = dict(base_batch_size=16)')
+    cfg.auto_scale_lr.enable = True
+
+
 def apply_resume(cfg: Config, resume: Optional[str]) -> None:
     """``'auto'``: the latest checkpoint in the work directory, or, when it holds none, a
     fresh start; a path: that checkpoint.

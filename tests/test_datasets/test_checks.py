@@ -1,6 +1,7 @@
 """tools/check_dataset.py and cvt_mm.datasets.checks: every fault kind is named with its file, on
 toy COCO, ADE20K and ImageNet sets damaged on purpose; clean sets pass."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -154,3 +155,17 @@ def test_missing_classification_annotation_file(tmp_path):
     problems = checks.check_config(imagenet_config(root))['train']
     assert [(p.file, p.kind) for p in problems] == [
         (str(root / 'meta' / 'train.txt'), checks.MISSING_ANNOTATION)]
+
+
+def test_missing_and_empty_ade_folders_are_named_once(tmp_path):
+    """A missing label folder is one fault, not one per label map; an image folder without
+    images is an empty data set, not a parse failure of an annotation file it does not have."""
+    toy_shapes.make_ade(tmp_path / 'ade', num_train=NUM_IMAGES, num_val=1, image_size=64, seed=0)
+    root = tmp_path / 'ade' / 'ADEChallengeData2016'
+    shutil.rmtree(root / 'annotations' / 'training')
+    shutil.rmtree(root / 'images' / 'validation')
+    (root / 'images' / 'validation').mkdir()
+    results = checks.check_config(ade_config(tmp_path), ['train', 'val'])
+    assert {split: [(p.file, p.kind) for p in problems] for split, problems in results.items()} \
+        == {'train': [(str(root / 'annotations' / 'training'), checks.MISSING_FOLDER)],
+            'val': [(str(root / 'images' / 'validation'), checks.EMPTY_DATASET)]}, report(results)

@@ -1,13 +1,14 @@
-"""tools/train.py, tools/test.py and tools/dist_train.sh on classification, detection and
-segmentation configs, run as a user would: in subprocesses, on toy data."""
+"""tools/train.py, tools/test.py, tools/dist_train.sh and tools/dist_test.sh on classification,
+detection and segmentation configs, run as a user would: in subprocesses, on toy data."""
 import os
 import re
 import subprocess
 import sys
 
 import pytest
+import torch
 from helpers import TOOLS_DIR as TOOLS
-from helpers import load_repo_config, make_toy_datasets, toy_config
+from helpers import build_model, load_repo_config, make_toy_datasets, toy_config
 from mmengine.config import Config
 
 from cvt_mm import engine
@@ -28,8 +29,13 @@ LONGER_TRAINING = {'mmpretrain': 'train_cfg.max_epochs=2', 'mmdet': 'train_cfg.m
 TEST_METRICS = {'mmpretrain': ('accuracy/top1', ), 'mmdet': ('coco/bbox_mAP', 'coco/segm_mAP'),
                 'mmseg': ('mIoU', )}
 TASKS = tuple(FIRST_CHECKPOINT)
+# mmseg's test metrics, printed by tools/test.py as "name: value".
+SEGMENTATION_METRIC_LINES = re.compile(r'^(?:aAcc|mIoU|mAcc): .*$', re.MULTILINE)
+# The toy label maps hold classes 0..5 (after reduce_zero_label) of ADE20K's 150.
+TOY_SEGMENTATION_CLASSES = 6
 # Training runs skip validation (mmengine validates at the end otherwise): test.py evaluates.
 NO_VALIDATION = 'train_cfg.val_begin=1000'
+CLASSIFICATION_LR = 1e-3  # constant: the classification config has no parameter scheduler
 
 CLASSIFICATION_CONFIG = """
 _base_ = ['mmpretrain::_base_/default_runtime.py']
@@ -50,7 +56,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
-optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3))
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr={lr}))
 train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
@@ -85,7 +91,7 @@ def task_configs(tmp_path_factory):
     paths['mmpretrain'] = root / 'classification.py'
     paths['mmpretrain'].write_text(CLASSIFICATION_CONFIG.format(
         model=classifier_cfg(TINY_ARCH, num_classes), num_classes=num_classes,
-        root=str(imagenet_root)))
+        root=str(imagenet_root), lr=CLASSIFICATION_LR))
     for scope, config_name in DENSE_CONFIGS.items():
         paths[scope] = root / f'{scope}.py'
         toy_config(load_repo_config(config_name), data_root).dump(paths[scope])
@@ -147,6 +153,67 @@ def test_two_process_training_on_cpu(task_configs, tmp_path):
     assert re.search(r'Epoch\(train\) +\[2\]\[1/1\]', output), output[-3000:]
     assert re.search(r'Epoch\(val\) +\[2\]\[1/1\] +coco/bbox_mAP', output), output[-3000:]
     assert (tmp_path / 'epoch_2.pth').is_file()
+
+
+def checkpoint_lrs(checkpoint) -> list:
+    """The learning rate of each of the optimizer's parameter groups, as the run saved it."""
+    state = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    return [group['lr'] for group in state['optimizer']['param_groups']]
+
+
+@pytest.mark.parametrize('flags, factor', [((), 1.0), (('--auto-scale-lr', ), 2 / 16)],
+                         ids=['without', 'with'])
+def test_auto_scale_lr_scales_by_the_total_batch(flags, factor, task_configs, tmp_path):
+    """base_batch_size 16, one process of batch 2: the optimizer trains at the config's lr
+    times 2/16 with --auto-scale-lr, at the config's lr without it."""
+    run([sys.executable, TOOLS / 'train.py', task_configs['mmpretrain'], '--work-dir', tmp_path,
+         *flags, '--cfg-options', 'train_dataloader.batch_size=2',
+         'auto_scale_lr.base_batch_size=16', NO_VALIDATION], cwd=tmp_path)
+    assert checkpoint_lrs(tmp_path / 'epoch_1.pth') == [pytest.approx(CLASSIFICATION_LR * factor)]
+
+
+def test_auto_scale_lr_without_a_base_batch_size_is_refused(task_configs, tmp_path):
+    config = task_configs['mmpretrain']  # no auto_scale_lr
+    result = subprocess.run([sys.executable, TOOLS / 'train.py', config, '--work-dir', tmp_path,
+                             '--auto-scale-lr'], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        f'--auto-scale-lr needs auto_scale_lr.base_batch_size in {config}: '), result.stderr
+    assert not list(tmp_path.glob('*.pth'))
+
+
+@pytest.fixture(scope='module')
+def segmentation_checkpoint(task_configs, tmp_path_factory):
+    """Random UperNet weights whose classifier scores only the toy data's classes: random
+    weights alone predict other classes everywhere, and every metric is 0. With these, each of
+    the two test images has metrics of its own (aAcc 20.87 and 21.04, both together 20.96)."""
+    cfg = Config.fromfile(task_configs['mmseg'])
+    engine.register_task_modules('mmseg')
+    state = build_model(cfg).state_dict()
+    state['decode_head.conv_seg.bias'][TOY_SEGMENTATION_CLASSES:] = -1e4
+    path = tmp_path_factory.mktemp('segmentation_checkpoint') / 'upernet.pth'
+    torch.save({'state_dict': state}, path)
+    return path
+
+
+def test_two_process_testing_on_cpu_gives_the_one_process_metrics(task_configs,
+                                                                   segmentation_checkpoint,
+                                                                   tmp_path):
+    """tools/dist_test.sh with two processes, one test image each: rank 0 alone prints the
+    metrics, and they are tools/test.py's with one process. mmseg sums pixel counts over the
+    images (aAcc, per-class IoU and accuracy), and each image alone gives other values, so an
+    image lost or evaluated twice would change them."""
+    config = task_configs['mmseg']
+    one = run([sys.executable, TOOLS / 'test.py', config, segmentation_checkpoint,
+               '--work-dir', tmp_path / 'one'], cwd=tmp_path)
+    two = run(['bash', TOOLS / 'dist_test.sh', config, segmentation_checkpoint, 2,
+               '--work-dir', tmp_path / 'two'], cwd=tmp_path, PYTHON=sys.executable)
+    assert 'Distributed launcher: pytorch' in two
+    assert 'GPU number: 2' in two  # mmengine's name for the world size
+    one_metrics = SEGMENTATION_METRIC_LINES.findall(one)
+    assert len(one_metrics) == 3 and 'aAcc: 0.0' not in one_metrics, one[-3000:]
+    assert SEGMENTATION_METRIC_LINES.findall(two) == one_metrics, two[-3000:]
 
 
 # ----------------------------------------------------------------------------- helpers
