@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 from pathlib import Path
+from typing import Optional
 
 from mmengine.config import Config
 from mmengine.logging import MMLogger
@@ -95,12 +96,14 @@ def as_list(node) -> list:
     return list(node) if isinstance(node, (list, tuple)) else [node]
 
 
-def toy_config(cfg: Config, data_root: Path, arch=TINY_ARCH) -> Config:
+def toy_config(cfg: Config, data_root: Optional[Path], arch=TINY_ARCH) -> Config:
     """A copy of a real detection (Mask R-CNN, Cascade Mask R-CNN, RetinaNet, DINO, Mask2Former)
     or segmentation (UperNet, Mask2Former) config that trains one iteration on the toy data
     under ``data_root`` (see make_toy_datasets) and then validates; ``arch=None`` keeps the
     real backbone. Of the model only the backbone size, the class count (detection) and the
-    number of RoIs per image (detection) change; the heads keep their real widths."""
+    number of RoIs per image (detection) change; the heads keep their real widths.
+    ``data_root=None`` keeps the config's own data, classes and class counts (a recipe for a
+    user's data set, run on data made in its layout)."""
     cfg = copy.deepcopy(cfg)
     scope = task_scope(cfg)
     model = cfg.model
@@ -115,7 +118,9 @@ def toy_config(cfg: Config, data_root: Path, arch=TINY_ARCH) -> Config:
             model.decode_head.in_channels = widths
             model.auxiliary_head.in_channels = widths[model.auxiliary_head.in_index]
     model.backbone.init_cfg = None  # no checkpoint here: the backbone's own init
-    if scope == 'mmdet':
+    if data_root is None:
+        pass
+    elif scope == 'mmdet':
         data_root = f'{data_root}/coco/'
     else:
         data_root = f'{data_root}/ade/ADEChallengeData2016'
@@ -124,12 +129,15 @@ def toy_config(cfg: Config, data_root: Path, arch=TINY_ARCH) -> Config:
                   num_workers=0, run_name='toy')
     cfg.train_dataloader.batch_size = TOY_NUM_TRAIN
     if scope == 'mmdet':
-        classes = toy_shapes.SHAPE_CLASSES
+        # The toy classes, unless the config brings its own data (then its class counts are
+        # what a test checks, and stay as written).
+        num_classes = None if data_root is None else len(toy_shapes.SHAPE_CLASSES)
         if 'roi_head' in model:
-            # A cascade has one box head and one rcnn train_cfg per stage.
-            for head in as_list(model.roi_head.bbox_head):
-                head.num_classes = len(classes)
-            model.roi_head.mask_head.num_classes = len(classes)
+            if num_classes is not None:
+                # A cascade has one box head and one rcnn train_cfg per stage.
+                for head in as_list(model.roi_head.bbox_head):
+                    head.num_classes = num_classes
+                model.roi_head.mask_head.num_classes = num_classes
             # Fewer RoIs for 128-px images with at most four objects: the RoI heads' cost
             # grows with them (sampled RoIs in training, proposals and detections in testing);
             # the mask head's four 256-channel convs per positive RoI dominate a training step.
@@ -138,19 +146,22 @@ def toy_config(cfg: Config, data_root: Path, arch=TINY_ARCH) -> Config:
             model.test_cfg.rpn.max_per_img = 100
             model.test_cfg.rcnn.max_per_img = 10
         elif 'panoptic_head' in model:  # Mask2Former, instance segmentation
-            model.panoptic_head.num_things_classes = len(classes)
-            model.panoptic_head.loss_cls.class_weight = [1.0] * len(classes) + [0.1]
-            model.panoptic_fusion_head.num_things_classes = len(classes)
+            if num_classes is not None:
+                model.panoptic_head.num_things_classes = num_classes
+                model.panoptic_head.loss_cls.class_weight = [1.0] * num_classes + [0.1]
+                model.panoptic_fusion_head.num_things_classes = num_classes
             model.test_cfg.max_per_image = 10
         else:  # single-stage (RetinaNet) and DETR-like (DINO)
-            model.bbox_head.num_classes = len(classes)
+            if num_classes is not None:
+                model.bbox_head.num_classes = num_classes
             model.test_cfg.max_per_img = 10
             # RetinaNet's classifier starts at a 0.01 prior, below the 0.05 score threshold:
             # without this, one iteration in, nothing is detected and COCO reports no metric.
             model.test_cfg.score_thr = 0.
-        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-            # CocoDataset keeps only the categories named in its metainfo.
-            cfg[loader].dataset.metainfo = dict(classes=classes)
+        if num_classes is not None:
+            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+                # CocoDataset keeps only the categories named in its metainfo.
+                cfg[loader].dataset.metainfo = dict(classes=toy_shapes.SHAPE_CLASSES)
     # (mmseg: the toy label maps hold 0..5 after reduce_zero_label, a subset of ADE20K's.)
     # The query-based heads with fewer queries for 128-px images with at most four objects
     # (DINO's top-k encoder proposals must not outnumber the smallest image's ~130 tokens), and

@@ -45,8 +45,12 @@ def parse_args(argv=None):
         'work directory (starting from the beginning when there is none)')
     parser.add_argument(
         '--amp', nargs='?', const='float16', choices=('float16', 'bfloat16'),
-        help='mixed precision training (needs a GPU): float16 with dynamic loss scaling (the '
-        'default), or bfloat16, whose float32-wide exponent does not overflow')
+        help='mixed precision training (needs a GPU). For CvT, bfloat16 on GPUs with fast '
+        'bfloat16 (A100, H100, other Ampere or newer): its float32-wide exponent does not '
+        'overflow where float16 does (attention logits, large activations), so no loss '
+        'scaling is needed. float16 (the default without a value) with dynamic loss scaling, '
+        'which skips the steps that overflow, on older GPUs without fast bfloat16 (V100, T4). '
+        'Not run on a GPU by this project (docs/long_runs.md)')
     parser.add_argument(
         '--auto-scale-lr', action='store_true',
         help="scale the learning rate by the total batch (processes x batch size) over the "

@@ -1,6 +1,7 @@
-"""tools/preemption_figures.py, which docs/long_runs.md's preemption figures come from, on the
-toy Mask R-CNN with 2 persistent dataloader workers: every figure printed, the signalled run
-checkpointed at the iteration the signal arrived in."""
+"""tools/preemption_figures.py, which the preemption figures of
+docs/notes/long_run_measurements.md come from, on the toy Mask R-CNN with 2 persistent
+dataloader workers: every figure printed, the signalled run checkpointed at the iteration the
+signal arrived in."""
 import re
 import subprocess
 import sys
