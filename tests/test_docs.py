@@ -19,9 +19,6 @@ LINK = re.compile(r'\]\(([^)\s]+)\)')
 # Paths the docs name that are made outside the repository, with what makes them.
 NOT_IN_THE_REPOSITORY = {
     'cvt_mm/.mim/': 'written into the installed package by a non-editable install (setup.py)',
-    # Added by issue 36's tools branch, which the docs already describe: drop the entry once
-    # the file is in this tree.
-    'tools/dist_test.sh': 'issue 36: tools/dist_test.sh CONFIG CHECKPOINT N [--tta]',
 }
 
 

@@ -3,12 +3,12 @@
 Sections (``--sections``, default all of them, in this order):
 
   cls      CvT-13 classifier throughput at 224x224 batch 16: cvt_mm (eager, after
-           ``switch_to_deploy()``, eager without Mlp's chunks) vs HF, GFLOP/s against the
+           ``switch_to_deploy()``, eager with the MLP in one chunk) vs HF, GFLOP/s against the
            CPU's matmul peak
   compile  ``torch.compile`` (inductor) of the backbone vs eager
   dense    backbone latency and peak RSS against input size up to 800x1333, vs HF ``CvtModel``
-  train    one training step at 800x1333, with and without ``with_cp``, and without the
-           CPU attention's query chunks
+  train    one training step at 800x1333 (QuickGELU), with and without ``with_cp``, without
+           the CPU attention's query chunks and without the CPU kernels
   det      Mask R-CNN per 800x1333 image: CvT-13, its fast config, mmdet's Swin-T and R-50
   det_train  one Mask R-CNN training step per 800x1216 image, the same four (CvT with_cp off
            and on), with the backward profiled per stage and per operator and CvT's
