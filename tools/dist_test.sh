@@ -23,21 +23,7 @@ CONFIG="$1"
 CHECKPOINT="$2"
 NUM_PROCESSES="$3"
 shift 3
-PYTHON="${PYTHON:-python}"
-NNODES="${NNODES:-1}"
-NODE_RANK="${NODE_RANK:-0}"
-MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
-if [[ -z "${PORT:-}" ]]; then
-  if [[ "$NNODES" -gt 1 ]]; then
-    echo "$0: NNODES=$NNODES: set PORT to the same free port on every machine" >&2
-    exit 2
-  fi
-  # One machine: ask the OS for a free port, so that concurrent jobs do not collide.
-  PORT="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-fi
-TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/_dist_env.sh"
 
-exec "$PYTHON" -m torch.distributed.run \
-  --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-  --master_port="$PORT" --nproc_per_node="$NUM_PROCESSES" \
+exec "$PYTHON" -m torch.distributed.run "${RENDEZVOUS[@]}" --nproc_per_node="$NUM_PROCESSES" \
   "$TOOLS_DIR/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"

@@ -61,8 +61,15 @@ def capture_attention_inputs(backbone: CvT, blocks: Sequence[Tuple[int, int]]
 
 
 def key_map_size(attn: ConvAttention, hw_shape: HWShape) -> HWShape:
-    """The (h, w) of the key grid of a block whose tokens form a ``hw_shape`` map."""
-    return attn.kv_shape(hw_shape)
+    """The (h, w) of the key grid of a block whose tokens form a ``hw_shape`` map: the output
+    size of ``conv_proj_k``, run on a meta tensor (sizes only; no data, no BN statistics)."""
+    if attn.conv_proj_k is None:
+        return tuple(hw_shape)
+    state = {name: tensor.to('meta') for name, tensor in
+             attn.conv_proj_k.state_dict(keep_vars=True).items()}
+    # A batch of 2: a train-mode BN needs more than one value per channel.
+    probe = torch.empty(2, attn.embed_dims, *hw_shape, device='meta')
+    return tuple(torch.func.functional_call(attn.conv_proj_k, state, probe).shape[2:])
 
 
 @torch.no_grad()
@@ -96,7 +103,7 @@ def window_keys(attn: ConvAttention, hw_shape: HWShape, queries: torch.Tensor) -
     """``(N, keys)``: which keys each query of a windowed block attends to, those of its own
     window (``ConvAttention.window_attention``); windowed stages have no cls token."""
     window, kv_window = attn.window_size, attn.kv_window_size
-    key_rows, key_cols = (torch.arange(size) // kv_window for size in attn.kv_shape(hw_shape))
+    key_rows, key_cols = (torch.arange(size) // kv_window for size in key_map_size(attn, hw_shape))
     rows, cols = queries // hw_shape[1] // window, queries % hw_shape[1] // window
     same_row = key_rows[None, :, None] == rows[:, None, None]
     same_col = key_cols[None, None, :] == cols[:, None, None]

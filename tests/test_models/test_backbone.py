@@ -8,6 +8,7 @@ import torch.nn as nn
 import cvt_mm  # noqa: F401  (registers CvT)
 from cvt_mm.models.backbones.cvt import CvT, stage_drop_path_rates
 from cvt_mm.testing import TINY_ARCH, randomize_norms
+from cvt_mm.visualization.attention import key_map_size
 
 
 def tiny(**kwargs):
@@ -281,7 +282,7 @@ def test_per_stage_kv_stride_keeps_the_checkpoint_and_shortens_the_keys():
 
 @pytest.mark.parametrize('method', ['dw_bn', 'avg', 'linear'])
 @pytest.mark.parametrize('stride_kv', [2, 3, 4])
-def test_kv_shape_is_the_shape_of_the_projected_keys(method, stride_kv):
+def test_key_map_size_is_the_shape_of_the_projected_keys(method, stride_kv):
     from cvt_mm.models.backbones.cvt import ConvAttention, map_to_tokens, tokens_to_map
 
     attn = ConvAttention(8, 1, False, method=method, stride_kv=stride_kv).eval()
@@ -290,4 +291,4 @@ def test_kv_shape_is_the_shape_of_the_projected_keys(method, stride_kv):
         keys = (map_to_tokens(feature_map) if attn.conv_proj_k is None
                 else attn.conv_proj_k(feature_map))
         expected = hw_shape if attn.conv_proj_k is None else tuple(keys.shape[2:])
-        assert attn.kv_shape(hw_shape) == expected, (method, stride_kv, hw_shape)
+        assert key_map_size(attn, hw_shape) == expected, (method, stride_kv, hw_shape)

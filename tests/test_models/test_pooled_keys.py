@@ -7,6 +7,7 @@ from helpers import tiny_dense_backbone
 
 from cvt_mm.models.backbones.cvt import ConvAttention, map_to_tokens
 from cvt_mm.testing import randomize_norms
+from cvt_mm.visualization.attention import key_map_size
 
 
 def block_means(feature_map: torch.Tensor, pool: int) -> torch.Tensor:
@@ -60,12 +61,13 @@ def test_pooled_keys_are_the_means_of_the_projections_they_cover(hw_shape, strid
     assert not torch.allclose(out, unpooled, atol=1e-3)
 
 
-def test_kv_shape_is_the_shape_of_the_pooled_keys():
+def test_key_map_size_is_the_shape_of_the_pooled_keys():
     for stride_kv, pool in [(1, 2), (2, 2), (2, 4), (4, 3)]:
         attn = ConvAttention(8, 1, False, stride_kv=stride_kv, pool_kv=pool).eval()
         for hw_shape in [(1, 1), (5, 7), (8, 8), (13, 6), (40, 41)]:
             keys = attn.conv_proj_k(torch.randn(1, 8, *hw_shape))
-            assert attn.kv_shape(hw_shape) == tuple(keys.shape[2:]), (stride_kv, pool, hw_shape)
+            assert key_map_size(attn, hw_shape) == tuple(keys.shape[2:]), (stride_kv, pool,
+                                                                            hw_shape)
 
 
 def test_pooled_keys_keep_the_checkpoint_and_train():

@@ -7,6 +7,7 @@ from helpers import tiny_dense_backbone
 
 from cvt_mm.models.backbones.cvt import ConvAttention
 from cvt_mm.testing import randomize_norms
+from cvt_mm.visualization.attention import key_map_size
 
 
 def windowed_reference(attn: ConvAttention, x: torch.Tensor, hw_shape, window: int):
@@ -15,7 +16,7 @@ def windowed_reference(attn: ConvAttention, x: torch.Tensor, hw_shape, window: i
     q = attn.project(attn.conv_proj_q, attn.proj_q, tokens, feature_map, None)
     k = attn.project(attn.conv_proj_k, attn.proj_k, tokens, feature_map, None)
     v = attn.project(attn.conv_proj_v, attn.proj_v, tokens, feature_map, None)
-    (height, width), (kv_height, kv_width) = hw_shape, attn.kv_shape(hw_shape)
+    (height, width), (kv_height, kv_width) = hw_shape, key_map_size(attn, hw_shape)
     kv_window = window // attn.key_stride
     batch, length, channels = q.shape
     heads = attn.num_heads

@@ -42,7 +42,18 @@ from .cpu_kernels import (
     project_kv_batched,
 )
 from .deprecations import drop_deprecated_arguments
-from .token_maps import HWShape, map_to_tokens, merge_windows, partition_windows, tokens_to_map
+from .token_maps import (
+    HWShape,
+    channels_last_parameter,
+    contiguous_gradient,
+    map_to_tokens,
+    merge_windows,
+    partition_windows,
+    tokens_to_map,
+)
+
+# A value for every stage, or one per stage.
+PerStage = Union[int, Sequence[int]]
 
 
 class ConvTokenEmbedding(BaseModule):
@@ -76,14 +87,7 @@ class DepthwiseConvBN(nn.Sequential):
                  pool: int = 1):
         conv = nn.Conv2d(channels, channels, kernel_size, stride, padding, groups=channels,
                          bias=False)
-        # The token maps reach this conv channels-last, and so its weight's gradient comes out
-        # channels-last; a weight with those strides lets DDP's gradient buckets take it
-        # without a copy on every step (torch warns "Grad strides do not match bucket view
-        # strides" otherwise).
-        weight = conv.weight.detach()
-        conv.weight = nn.Parameter(torch.empty_strided(
-            weight.shape, (weight.shape[2] * weight.shape[3], 1, weight.shape[3], 1),
-            dtype=weight.dtype, device=weight.device).copy_(weight))
+        conv.weight = channels_last_parameter(conv.weight)
         pooling = (nn.AvgPool2d(pool, ceil_mode=True, count_include_pad=False) if pool > 1
                    else nn.Identity())
         super().__init__(OrderedDict(conv=conv, bn=nn.BatchNorm2d(channels), pool=pooling))
@@ -138,18 +142,13 @@ class ConvAttention(BaseModule):
         attn_drop (float): The dropout rate of the attention weights. Defaults to 0.
         proj_drop (float): The dropout rate after the output projection. Defaults to 0.
         window_size (int): 0 for global attention; else, on maps larger than a window,
-            attention within non-overlapping windows of window_size x window_size queries, each
-            to the keys and values of its own region (window_size / key stride squared of
-            them), as ViTDet's windowed blocks. The projections still run over the whole map,
-            so the parameters are those of global attention; on a map that fits in one window
-            the result is global attention's. 'dw_bn' only, no cls token, stride_q 1, and a
-            multiple of the key stride (stride_kv * pool_kv). Defaults to 0.
-        pool_kv (int): With 'dw_bn', average-pool k's and v's projected maps by this factor
-            (``DepthwiseConvBN``): keys at stride ``stride_kv * pool_kv``, each the mean of the
-            projections it covers. 1 (no pooling) is the official model. Defaults to 1.
-        cpu_kernels (CpuKernels, optional): The settings of the CPU kernels that may stand in
-            for the k/v projections and, in training, the attention (:mod:`.cpu_kernels`);
-            None runs the plain module everywhere. Defaults to None.
+            attention within non-overlapping windows of queries, each to the keys of its own
+            region, as ViTDet's windowed blocks (:meth:`window_attention`). 'dw_bn' only, no
+            cls token, stride_q 1, a multiple of the key stride. Defaults to 0.
+        pool_kv (int): With 'dw_bn', average-pool k's and v's maps by this factor
+            (``DepthwiseConvBN``). Defaults to 1.
+        cpu_kernels (CpuKernels, optional): The CPU kernels' settings; None runs the plain
+            module everywhere. Defaults to None.
         init_cfg (dict, optional): The initialization config. Defaults to None.
     """
 
@@ -291,17 +290,6 @@ class ConvAttention(BaseModule):
         """A window's side on the k/v map (``window_size`` is its side on the query map)."""
         return self.window_size // self.key_stride
 
-    def kv_shape(self, hw_shape: HWShape) -> HWShape:
-        """The (h, w) of the k/v map of an (H, W) token map: the output size of
-        ``conv_proj_k``, run on a meta tensor (sizes only; no data, no BN statistics)."""
-        if self.conv_proj_k is None:
-            return tuple(hw_shape)
-        state = {name: tensor.to('meta') for name, tensor in
-                 self.conv_proj_k.state_dict(keep_vars=True).items()}
-        # A batch of 2: a train-mode BN needs more than one value per channel.
-        probe = torch.empty(2, self.embed_dims, *hw_shape, device='meta')
-        return tuple(torch.func.functional_call(self.conv_proj_k, state, probe).shape[2:])
-
 
 @register_activation
 class QuickGELU(nn.Module):
@@ -435,11 +423,6 @@ class CvTBlock(BaseModule):
         return contextlib.nullcontext(), frozen_batch_norm_statistics(self)
 
 
-def contiguous_gradient(grad: torch.Tensor) -> torch.Tensor:
-    """A tensor hook: the gradient in the standard contiguous layout."""
-    return grad.clone(memory_format=torch.contiguous_format)
-
-
 class CvTStage(BaseModule):
     """Convolutional token embedding, optional cls token, then a stack of CvT blocks."""
 
@@ -452,9 +435,6 @@ class CvTStage(BaseModule):
                                               patch_stride, patch_padding, norm_cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims)) if with_cls_token else None
         if self.cls_token is not None:
-            # Its gradient, summed from a slice of the token gradient, keeps that slice's
-            # strides; DDP's gradient buckets want the parameter's own layout (see
-            # DepthwiseConvBN) and would copy it on every step.
             self.cls_token.register_hook(contiguous_gradient)
         self.blocks = ModuleList([
             CvTBlock(embed_dims, num_heads, with_cls_token, drop_path_rate=rate,
@@ -536,18 +516,15 @@ class CvT(BaseModule):
             or one per stage; 2 shortens the keys 4x. The conv weights do not depend on it, so
             a checkpoint trained with 2 loads with any value. Defaults to 2.
         window_size (int | Sequence[int]): 0 (global attention) or a window side, for all
-            stages or one per stage: on token maps larger than the window, that stage's
-            attention runs within non-overlapping windows (see ``ConvAttention``). Windows of
-            the token grid the model was pretrained at (56, 28 for CvT-13's first two stages
-            at 224) keep each query's attention span as in pretraining at any input size;
-            stages with a cls token (the last) must stay global. Parameter names and shapes
-            do not depend on it. Defaults to 0.
+            stages or one per stage: on larger token maps, attention within non-overlapping
+            windows (``ConvAttention``). Windows of the token grid of pretraining (56, 28 for
+            CvT-13's first two stages at 224) keep each query's span at any input size; a
+            stage with a cls token stays global. No parameters depend on it. Defaults to 0.
         pool_kv (int | Sequence[int]): Average-pool k's and v's projected maps by this factor,
-            for all stages or one per stage: keys at stride ``stride_kv * pool_kv``, each the
-            mean of the ``pool_kv`` squared projections it covers rather than one strided
-            sample of them (see ``DepthwiseConvBN``). 'dw_bn' only; no parameters, so any
-            value loads the same checkpoint. 2 (configs/cvt13_maskrcnn-fast_coco.py) makes
-            every attention 4x cheaper at detection resolution. Defaults to 1.
+            for all stages or one per stage ('dw_bn' only; ``DepthwiseConvBN``): keys at stride
+            ``stride_kv * pool_kv``, each the mean of the projections it covers. No parameters
+            depend on it; 2 makes every attention 4x cheaper (``cvt13_maskrcnn-fast_coco.py``).
+            Defaults to 1.
         padding_q (int): The padding of q's projection. Defaults to 1.
         padding_kv (int | Sequence[int]): The padding of k's and v's projections, for all
             stages or one per stage. Defaults to 1.
@@ -596,31 +573,17 @@ class CvT(BaseModule):
     patch_strides = (4, 2, 2)
     patch_paddings = (2, 1, 1)
 
-    def __init__(self,
-                 arch: Union[str, dict] = '13',
-                 in_channels: int = 3,
-                 out_type: str = 'cls_token',
-                 out_indices: Union[int, Sequence[int]] = -1,
-                 mlp_ratio: float = 4.,
-                 qkv_bias: bool = True,
-                 with_cls_token: Optional[Sequence[bool]] = None,
-                 attn_method: str = 'dw_bn',
-                 kernel_size: int = 3,
-                 stride_q: int = 1,
-                 stride_kv: Union[int, Sequence[int]] = 2,
-                 window_size: Union[int, Sequence[int]] = 0,
-                 pool_kv: Union[int, Sequence[int]] = 1,
-                 padding_q: int = 1,
-                 padding_kv: Union[int, Sequence[int]] = 1,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
+    def __init__(self, arch: Union[str, dict] = '13', in_channels: int = 3,
+                 out_type: str = 'cls_token', out_indices: Union[int, Sequence[int]] = -1,
+                 mlp_ratio: float = 4., qkv_bias: bool = True,
+                 with_cls_token: Optional[Sequence[bool]] = None, attn_method: str = 'dw_bn',
+                 kernel_size: int = 3, stride_q: int = 1, stride_kv: PerStage = 2,
+                 window_size: PerStage = 0, pool_kv: PerStage = 1, padding_q: int = 1,
+                 padding_kv: PerStage = 1, drop_rate: float = 0., attn_drop_rate: float = 0.,
                  drop_path_rate: Union[None, float, Sequence[float]] = None,
                  act_cfg: dict = dict(type='QuickGELU'),
-                 norm_cfg: dict = dict(type='LN', eps=1e-5),
-                 out_norm: bool = True,
-                 frozen_stages: int = 0,
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
+                 norm_cfg: dict = dict(type='LN', eps=1e-5), out_norm: bool = True,
+                 frozen_stages: int = 0, norm_eval: bool = False, with_cp: bool = False,
                  cpu_kernels: Union[bool, dict] = True,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         if init_cfg is None:
@@ -703,7 +666,7 @@ class CvT(BaseModule):
         self.with_out_norm = out_norm and out_type == 'featmap'
         self._freeze_stages()
 
-    def _per_stage(self, value: Union[int, Sequence[int]], name: str) -> List[int]:
+    def _per_stage(self, value: PerStage, name: str) -> List[int]:
         """An int for every stage, or one per stage."""
         if isinstance(value, int):
             return [value] * self.num_stages
@@ -800,37 +763,18 @@ class CvT(BaseModule):
                                       unexpected_keys, error_msgs)
 
     def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
-        """The layer-wise depth of a parameter, for layer-wise learning-rate decay.
+        """The layer-wise depth of a parameter, for layer-wise learning-rate decay
+        (mmpretrain's ViT and ConvNeXt scheme: ``lr * rate ** (num_layers - depth - 1)``).
 
-        The scheme of mmpretrain's ViT and ConvNeXt, which their ``layer_decay_rate``
-        constructors (mmpretrain's ``LearningRateDecayOptimWrapperConstructor``, cvt_mm's
-        ``LayerDecayOptimWrapperConstructor``) turn into ``lr * rate ** (num_layers - depth - 1)``:
-        depth 0 is the input side, ``num_layers - 1`` the heads, which keep the base lr.
-
-        Going through the network in the order the tokens do, one depth per step:
-
-        - ``stages.i.patch_embed.*`` (conv + LayerNorm): a depth of its own, before the stage's
-          first block. Each embedding is a layer with its own weights (the stride-2 ones of
-          stages 1 and 2 are downsamplings, as ConvNeXt's ``downsample_layers``), so an earlier
-          stage's embedding never shares a depth with a later one.
-        - ``stages.i.cls_token``: the depth of stage i's embedding, where it joins the tokens
-          (ViT gives its cls token the patch embedding's depth 0 for the same reason).
-        - ``stages.i.blocks.j.*``: one depth per block, the projections' BatchNorms included.
-        - ``cls_norm.*`` and ``out_norm{i}.*``: ``num_layers - 1``, the heads' depth, as
-          ViT's and ConvNeXt's final norms. The ``out_norm`` layers are not in a
-          classification checkpoint (they start from scratch in a dense model) and feed the
-          neck; the cls-token norm feeds the classifier's head.
-        - names without ``prefix`` (neck, heads): ``num_layers - 1``.
-
-        So stage i's embedding is at ``sum(depths[:i]) + i`` and ``num_layers`` is
-        ``sum(depths) + num_stages + 1``: 17 for CvT-13 (``depths=[1, 2, 10]``), whose stage-0
-        embedding is at depth 0, stage 2's embedding and cls token at 5, its last block at 15,
-        and whose final norms and heads are at 16.
+        In the order the tokens go, one depth per step: stage i's embedding (conv + LayerNorm)
+        and its cls token at ``sum(depths[:i]) + i``, then one per block (its BatchNorms
+        included); ``cls_norm``, ``out_norm{i}`` and names without ``prefix`` (neck, heads) at
+        ``num_layers - 1 = sum(depths) + num_stages``. CvT-13: 17 depths, stage 2's embedding
+        at 5, its last block at 15.
 
         Args:
-            param_name (str): The name of the parameter, e.g. ``'backbone.stages.2.cls_token'``.
-            prefix (str): The prefix of the backbone's parameters in ``param_name``, e.g.
-                ``'backbone.'``; a name without it belongs to another module (neck, head).
+            param_name (str): The parameter's name, e.g. ``'backbone.stages.2.cls_token'``.
+            prefix (str): The backbone's prefix in ``param_name``, e.g. ``'backbone.'``.
                 Defaults to ''.
 
         Returns:

@@ -1,12 +1,14 @@
-"""Token sequences as maps and maps as windows: the reshapes between CvT's two views of a stage.
+"""Token sequences as maps and maps as windows: the reshapes between CvT's two views of a stage,
+and the memory layouts of the parameters that meet them.
 
-Written so that they export: every size is read from the tensor at run time (no Python branch on
-a size, no op whose sizes the TorchScript ONNX exporter freezes), so an exported graph with
-dynamic axes runs at any input size.
+The reshapes export: every size is read from the tensor at run time (no Python branch on a size,
+no op whose sizes the TorchScript ONNX exporter freezes), so an exported graph with dynamic axes
+runs at any input size.
 """
 from typing import Tuple
 
 import torch
+import torch.nn as nn
 
 HWShape = Tuple[int, int]
 
@@ -60,3 +62,21 @@ def merge_windows(windows: torch.Tensor, hw_shape: HWShape, window: int, rows: i
     x = x.reshape(-1, rows * window, cols * window, channels)
     height, width = hw_shape
     return x[:, :height, :width].reshape(-1, height * width, channels)
+
+
+def channels_last_parameter(weight: torch.Tensor) -> nn.Parameter:
+    """A conv weight as a parameter with channels-last strides. The token maps reach CvT's
+    depthwise convs channels-last, and so their weights' gradients come out channels-last; a
+    weight with those strides lets DDP's gradient buckets take them without a copy on every
+    step (torch warns "Grad strides do not match bucket view strides" otherwise)."""
+    weight = weight.detach()
+    strides = (weight.shape[2] * weight.shape[3], 1, weight.shape[3], 1)
+    return nn.Parameter(torch.empty_strided(weight.shape, strides, dtype=weight.dtype,
+                                            device=weight.device).copy_(weight))
+
+
+def contiguous_gradient(grad: torch.Tensor) -> torch.Tensor:
+    """A tensor hook for the cls token: its gradient, summed from a slice of the token
+    gradient, keeps that slice's strides, which DDP's gradient buckets would copy on every
+    step; this gives it the parameter's own contiguous layout."""
+    return grad.clone(memory_format=torch.contiguous_format)
