@@ -167,11 +167,14 @@ def build_unloaded(dataset_cfg: dict):
     from mmengine.registry import DATASETS
 
     cfg = copy.deepcopy(dict(dataset_cfg))
+    pipeline = cfg.get('pipeline')
     # Unserialized: mmengine's serialization refuses an empty data list, which is reported.
     cfg.update(pipeline=[], lazy_init=True, serialize_data=False)
     if 'filter_cfg' in cfg:
         cfg['filter_cfg'] = None
-    return DATASETS.build(cfg)
+    dataset = DATASETS.build(cfg)
+    dataset.pipeline_reads_segmentation = pipeline_reads_segmentation(pipeline, dataset)
+    return dataset
 
 
 def annotation_file(dataset) -> str:
@@ -179,10 +182,47 @@ def annotation_file(dataset) -> str:
     return getattr(dataset, 'ann_file', '') or ''
 
 
+# The data_prefix entries of segmentation maps (mmdet's semantic / panoptic, mmseg's labels).
+SEGMENTATION_PREFIXES = ('seg', 'seg_map_path')
+
+
+def pipeline_reads_segmentation(pipeline, dataset) -> bool:
+    """Whether a pipeline (transforms or their configs) loads segmentation maps: mmseg's
+    ``LoadAnnotations``, mmdet's with ``with_seg=True``, mmdet's ``LoadPanopticAnnotations``."""
+    seg_by_default = type(dataset).__module__.startswith('mmseg')
+    for transform in pipeline or []:
+        if not isinstance(transform, dict):
+            if getattr(transform, 'with_seg', False):
+                return True
+            continue
+        name = transform.get('type')
+        name = (name if isinstance(name, str) else getattr(name, '__name__', '')).split('.')[-1]
+        if name == 'LoadPanopticAnnotations' and transform.get('with_seg', True):
+            return True
+        if name == 'LoadAnnotations' and transform.get('with_seg', seg_by_default):
+            return True
+    return False
+
+
+def reads_segmentation(dataset) -> bool:
+    """Whether the data set's pipeline loads segmentation maps (that of its config for a data
+    set of :func:`build_unloaded`)."""
+    known = getattr(dataset, 'pipeline_reads_segmentation', None)
+    if known is not None:
+        return known
+    transforms = getattr(getattr(dataset, 'pipeline', None), 'transforms', None)
+    return pipeline_reads_segmentation(transforms, dataset)
+
+
 def data_folders(dataset) -> List[str]:
     """The folders a data set reads from: its ``data_root``, then its ``data_prefix`` entries
-    (which mmengine has joined with ``data_root``)."""
-    prefixes = getattr(dataset, 'data_prefix', None) or {}
+    (which mmengine has joined with ``data_root``), the segmentation maps' only where the
+    pipeline loads them (mmdet's instance configs inherit a panoptic ``seg`` prefix that they
+    never read)."""
+    prefixes = dict(getattr(dataset, 'data_prefix', None) or {})
+    if not reads_segmentation(dataset):
+        for key in SEGMENTATION_PREFIXES:
+            prefixes.pop(key, None)
     folders = [getattr(dataset, 'data_root', None)] + list(prefixes.values())
     return [folder for folder in folders if isinstance(folder, str) and folder]
 
