@@ -7,6 +7,7 @@ from .hf_reference import (
                            build_hf_and_cvt_mm,
                            compare_with_hf,
                            random_hf_classifier,
+                           randomize_biases,
                            randomize_norms,
 )
 
@@ -16,4 +17,4 @@ from .hf_reference import (
 TINY_ARCH = dict(embed_dims=[16, 32, 48], depths=[1, 2, 3], num_heads=[1, 2, 3])
 
 __all__ = ['TINY_ARCH', 'build_hf_and_cvt_mm', 'compare_with_hf', 'random_hf_classifier',
-           'randomize_norms']
+           'randomize_biases', 'randomize_norms']

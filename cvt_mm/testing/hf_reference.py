@@ -14,6 +14,16 @@ from ..apis import classifier_cfg
 from ..checkpoint.key_mapping import convert_state_dict
 
 
+def randomize_biases(model: nn.Module, std: float = 0.1) -> nn.Module:
+    """Give every bias random values from the global generator: the official init zeroes the
+    Linear biases, and a zero bias would hide a wrong bias mapping or gradient."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith('bias'):
+                param.normal_(0, std)
+    return model
+
+
 def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every norm layer random affine parameters and BN random running statistics.
 

@@ -25,7 +25,7 @@ from cvt_mm.deploy import (
 )
 from cvt_mm.models.backbones.cpu_kernels import CpuKernels
 from cvt_mm.models.backbones.cvt import CvT
-from cvt_mm.testing import TINY_ARCH, randomize_norms
+from cvt_mm.testing import TINY_ARCH, randomize_biases, randomize_norms
 
 TRACED_SHAPE = (64, 64)
 # (batch, height, width): odd sizes and three batches. 200x190 gives stage 0 2,400 tokens,
@@ -41,10 +41,7 @@ def tiny_backbone(**kwargs) -> CvT:
     kwargs.setdefault('out_indices', (0, 1, 2) if kwargs['out_type'] == 'featmap' else -1)
     model = CvT(arch=TINY_ARCH, **kwargs)
     model.init_weights()
-    with torch.no_grad():  # the official init zeroes Linear biases; random ones must matter
-        for name, param in model.named_parameters():
-            if name.endswith('bias'):
-                param.normal_(0, 0.1)
+    randomize_biases(model)
     return randomize_norms(model).eval()  # eval: BNs folded, running stats that matter
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cvt_mm.models.backbones.cvt import CvT
-from cvt_mm.testing import TINY_ARCH, randomize_norms
+from cvt_mm.testing import TINY_ARCH, randomize_biases, randomize_norms
 from cvt_mm.visualization import (
     attention_rollout,
     attention_weights,
@@ -23,10 +23,7 @@ def backbone():
     torch.manual_seed(0)
     model = CvT(arch=TINY_ARCH, out_type='featmap', out_indices=(0, 1, 2))
     model.init_weights()
-    with torch.no_grad():  # the official init zeroes Linear biases; random ones must matter
-        for name, param in model.named_parameters():
-            if name.endswith('bias'):
-                param.normal_(0, 0.1)
+    randomize_biases(model)
     return randomize_norms(model).eval()
 
 

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 import cvt_mm  # noqa: F401  (registers CvT)
 from cvt_mm.models.backbones.cvt import CvT, stage_drop_path_rates
-from cvt_mm.testing import TINY_ARCH, randomize_norms
+from cvt_mm.testing import TINY_ARCH, randomize_biases, randomize_norms
 from cvt_mm.visualization.attention import key_map_size
 
 
@@ -97,11 +97,7 @@ def relative_error(actual, expected) -> float:
 
 
 def random_biases(model):
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith('bias'):
-                param.normal_(0, 0.1)
-    return randomize_norms(model)
+    return randomize_norms(randomize_biases(model))
 
 
 @pytest.mark.parametrize('method', ['dw_bn', 'avg', 'linear'])

@@ -16,16 +16,8 @@ from cvt_mm.models.backbones.cpu_kernels import (
     cpu_kernels_apply,
 )
 from cvt_mm.models.backbones.cvt import ConvAttention, CvT, Mlp
-from cvt_mm.testing import TINY_ARCH, randomize_norms
+from cvt_mm.testing import TINY_ARCH, randomize_biases, randomize_norms
 from cvt_mm.testing.saved_tensors import weight_copies_saved_for_backward
-
-
-def with_random_biases(module):
-    with torch.no_grad():  # the official init zeroes Linear biases; random ones must matter
-        for name, param in module.named_parameters():
-            if name.endswith('bias'):
-                param.normal_(0, 0.1)
-    return module
 
 
 def reference_attention(attn: ConvAttention, x: torch.Tensor, hw_shape) -> torch.Tensor:
@@ -82,7 +74,7 @@ def threads():
 def make_attention(with_cls_token, num_heads=3, cpu_kernels=CpuKernels()):
     torch.manual_seed(0)
     attn = ConvAttention(24, num_heads, with_cls_token, cpu_kernels=cpu_kernels)
-    return with_random_biases(randomize_norms(attn, 0))
+    return randomize_biases(randomize_norms(attn, 0))
 
 
 @pytest.mark.parametrize('with_cls_token', [False, True])
@@ -151,7 +143,7 @@ def test_query_chunks_are_an_argument(setting, batches, threads, monkeypatch):
 # ------------------------------------------------------------------------------------ MLP
 def make_mlp(act='QuickGELU', chunk_rows=30, bias=True, drop=0.):
     torch.manual_seed(0)
-    mlp = with_random_biases(Mlp(16, 64, dict(type=act), drop,
+    mlp = randomize_biases(Mlp(16, 64, dict(type=act), drop,
                                  CpuKernels(mlp_chunk_rows=chunk_rows)))
     if not bias:
         mlp.fc1.bias = mlp.fc2.bias = None

@@ -19,7 +19,7 @@ import torch
 from mmengine.logging import MMLogger
 
 from cvt_mm.models.backbones.cvt import CvT
-from cvt_mm.testing import TINY_ARCH, randomize_norms
+from cvt_mm.testing import TINY_ARCH, randomize_biases, randomize_norms
 
 GOLDEN = Path(__file__).resolve().parents[1] / 'data' / 'cvt_golden.pt'
 # A float32 rounding, relative to a tensor's norm: the arithmetic of the golden run in the same
@@ -73,10 +73,7 @@ def build(arch, **kwargs) -> CvT:
     torch.manual_seed(0)
     model = CvT(arch=TINY_ARCH if arch == 'tiny' else arch, **kwargs)
     model.init_weights()
-    with torch.no_grad():  # the official init zeroes Linear biases; random ones must matter
-        for name, param in model.named_parameters():
-            if name.endswith('bias'):
-                param.normal_(0, 0.1)
+    randomize_biases(model)
     return randomize_norms(model)
 
 

@@ -15,7 +15,7 @@ from mmengine.registry import DefaultScope
 
 from cvt_mm.models.backbones import cvt as cvt_module
 from cvt_mm.models.backbones.cvt import CvT, Mlp, QuickGELU
-from cvt_mm.testing import TINY_ARCH, randomize_norms
+from cvt_mm.testing import TINY_ARCH, randomize_biases, randomize_norms
 
 
 def tiny(**kwargs):
@@ -23,10 +23,7 @@ def tiny(**kwargs):
     kwargs.setdefault('out_indices', (0, 1, 2))
     model = CvT(arch=TINY_ARCH, drop_path_rate=0., **kwargs)
     model.init_weights()
-    with torch.no_grad():  # the official init zeroes Linear biases; random ones must matter
-        for name, param in model.named_parameters():
-            if name.endswith('bias'):
-                param.normal_(0, 0.1)
+    randomize_biases(model)
     return randomize_norms(model)
 
 
