@@ -12,6 +12,7 @@ from mmpretrain.registry import MODELS
 
 from ..apis import classifier_cfg
 from ..checkpoint.key_mapping import convert_state_dict
+from ..models.backbones.token_maps import tokens_to_map
 
 
 def randomize_biases(model: nn.Module, std: float = 0.1) -> nn.Module:
@@ -76,14 +77,15 @@ def build_hf_and_cvt_mm(arch: dict, num_labels: int, seed: int = 0) -> Tuple[nn.
 def compare_with_hf(hf_model: nn.Module, ours: nn.Module, images: torch.Tensor) -> dict:
     """Max abs differences of logits and of each stage's (un-normalised) map."""
     hf_out = hf_model(images, output_hidden_states=True)
-    logits = ours(images, mode='tensor')
-    backbone = ours.backbone
-    saved = backbone.out_type, backbone.out_indices, backbone.with_out_norm
-    backbone.out_type, backbone.out_indices, backbone.with_out_norm = 'featmap', [0, 1, 2], False
+    maps = []
+    hooks = [stage.register_forward_hook(
+        lambda stage, args, out: maps.append(tokens_to_map(out[0], out[1])))
+        for stage in ours.backbone.stages]
     try:
-        maps = backbone(images)
+        logits = ours(images, mode='tensor')
     finally:
-        backbone.out_type, backbone.out_indices, backbone.with_out_norm = saved
+        for hook in hooks:
+            hook.remove()
     return dict(
         logits=(logits - hf_out.logits).abs().max().item(),
         logits_scale=hf_out.logits.abs().max().item(),

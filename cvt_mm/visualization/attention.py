@@ -101,8 +101,8 @@ def attention_weights(attn: ConvAttention, tokens: torch.Tensor, hw_shape: HWSha
 
 def window_keys(attn: ConvAttention, hw_shape: HWShape, queries: torch.Tensor) -> torch.Tensor:
     """``(N, keys)``: which keys each query of a windowed block attends to, those of its own
-    window (``ConvAttention.window_attention``); windowed stages have no cls token."""
-    window, kv_window = attn.window_size, attn.kv_window_size
+    window (``token_maps.window_attention``); windowed stages have no cls token."""
+    window, kv_window = attn.window_size, attn.window_size // attn.key_stride
     key_rows, key_cols = (torch.arange(size) // kv_window for size in key_map_size(attn, hw_shape))
     rows, cols = queries // hw_shape[1] // window, queries % hw_shape[1] // window
     same_row = key_rows[None, :, None] == rows[:, None, None]

@@ -144,6 +144,19 @@ def fold_quick_gelu(fc1: nn.Linear, fc2: nn.Linear, scale: float):
     return fc1.weight * scale, bias, fc2.weight / scale
 
 
+def chunked_mlp(x: torch.Tensor, fc1: nn.Linear, act: nn.Module, fc2: nn.Linear,
+                quick_gelu_scale: Optional[float], chunk_rows: int) -> Optional[torch.Tensor]:
+    """``Mlp``'s forward through the kernel that fits: :func:`mlp_in_chunks` without gradients,
+    :class:`ChunkedMlpFunction` in training with QuickGELU (``quick_gelu_scale``); None where
+    neither does (training with another activation: the plain module runs)."""
+    if not torch.is_grad_enabled():
+        return mlp_in_chunks(x, fc1, act, fc2, quick_gelu_scale, chunk_rows)
+    if quick_gelu_scale is None:
+        return None
+    return ChunkedMlpFunction.apply(x, fc1.weight, fc1.bias, fc2.weight, fc2.bias,
+                                    quick_gelu_scale, chunk_rows)
+
+
 def mlp_in_chunks(x: torch.Tensor, fc1: nn.Linear, act: nn.Module, fc2: nn.Linear,
                   quick_gelu_scale: Optional[float], chunk_rows: int) -> torch.Tensor:
     """``fc2(act(fc1(x)))`` in inference, ``chunk_rows`` tokens at a time so that the hidden

@@ -33,24 +33,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from cvt_mm.registry import build_activation, register_activation, register_backbone
 
-from .cpu_kernels import (
-    ChunkedMlpFunction,
-    CpuKernels,
-    attention_in_query_chunks,
-    cpu_kernels_apply,
-    mlp_in_chunks,
-    project_kv_batched,
-)
+from . import cpu_kernels, token_maps
+from .cpu_kernels import CpuKernels, cpu_kernels_apply
 from .deprecations import drop_deprecated_arguments
-from .token_maps import (
-    HWShape,
-    channels_last_parameter,
-    contiguous_gradient,
-    map_to_tokens,
-    merge_windows,
-    partition_windows,
-    tokens_to_map,
-)
+from .layers import add_dropped_path, frozen_batch_norm_statistics, stage_drop_path_rates
+from .token_maps import HWShape, map_to_tokens, tokens_to_map
 
 # A value for every stage, or one per stage.
 PerStage = Union[int, Sequence[int]]
@@ -87,7 +74,7 @@ class DepthwiseConvBN(nn.Sequential):
                  pool: int = 1):
         conv = nn.Conv2d(channels, channels, kernel_size, stride, padding, groups=channels,
                          bias=False)
-        conv.weight = channels_last_parameter(conv.weight)
+        conv.weight = token_maps.channels_last_parameter(conv.weight)
         pooling = (nn.AvgPool2d(pool, ceil_mode=True, count_include_pad=False) if pool > 1
                    else nn.Identity())
         super().__init__(OrderedDict(conv=conv, bn=nn.BatchNorm2d(channels), pool=pooling))
@@ -131,22 +118,10 @@ class ConvAttention(BaseModule):
         num_heads (int): The number of attention heads.
         with_cls_token (bool): The first token is a cls token; it skips the spatial
             projections and is prepended to q, k and v.
-        method (str): 'dw_bn' (official default), 'avg' (q unprojected, k/v average pooled)
-            or 'linear' (no spatial projection). Defaults to 'dw_bn'.
-        kernel_size (int): The kernel of the spatial projections. Defaults to 3.
-        stride_q (int): The stride of q's projection. Defaults to 1.
-        stride_kv (int): The stride of k's and v's projections. Defaults to 2.
-        padding_q (int): The padding of q's projection. Defaults to 1.
-        padding_kv (int): The padding of k's and v's projections. Defaults to 1.
-        qkv_bias (bool): Whether proj_q, proj_k and proj_v have a bias. Defaults to True.
+        method, kernel_size, stride_q, stride_kv, padding_q, padding_kv, qkv_bias, window_size,
+            pool_kv: As ``CvT``'s ``attn_method``, ``kernel_size``, ... for one stage.
         attn_drop (float): The dropout rate of the attention weights. Defaults to 0.
         proj_drop (float): The dropout rate after the output projection. Defaults to 0.
-        window_size (int): 0 for global attention; else, on maps larger than a window,
-            attention within non-overlapping windows of queries, each to the keys of its own
-            region, as ViTDet's windowed blocks (:meth:`window_attention`). 'dw_bn' only, no
-            cls token, stride_q 1, a multiple of the key stride. Defaults to 0.
-        pool_kv (int): With 'dw_bn', average-pool k's and v's maps by this factor
-            (``DepthwiseConvBN``). Defaults to 1.
         cpu_kernels (CpuKernels, optional): The CPU kernels' settings; None runs the plain
             module everywhere. Defaults to None.
         init_cfg (dict, optional): The initialization config. Defaults to None.
@@ -167,15 +142,8 @@ class ConvAttention(BaseModule):
             raise ValueError(f"pool_kv {pool_kv} needs attn_method 'dw_bn', got {method!r}")
         key_stride = stride_kv * pool_kv
         if window_size:
-            needs = {f'a positive multiple of the key stride {key_stride} (stride_kv x pool_kv)':
-                     window_size > 0 and window_size % key_stride == 0,
-                     "attn_method 'dw_bn'": method == 'dw_bn',
-                     'no cls token': not with_cls_token, 'stride_q 1': stride_q == 1}
-            unmet = [need for need, met in needs.items() if not met]
-            if unmet:
-                raise ValueError(f'window_size {window_size} needs ' + ', '.join(unmet) +
-                                 f' (stride_kv {stride_kv}, attn_method {method!r}, '
-                                 f'with_cls_token {with_cls_token}, stride_q {stride_q})')
+            token_maps.check_window_size(window_size, stride_kv, pool_kv, method,
+                                         with_cls_token, stride_q)
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.with_cls_token = with_cls_token
@@ -207,7 +175,8 @@ class ConvAttention(BaseModule):
         # would be frozen into the graph.
         if self.window_size and (torch.onnx.is_in_onnx_export()
                                  or max(hw_shape) > self.window_size):
-            out = self.window_attention(q, k, v, hw_shape, kv_shape)
+            out = token_maps.window_attention(self.attention, q, k, v, hw_shape, kv_shape,
+                                   self.window_size, self.key_stride)
         else:
             out = self.attention(q, k, v)
         return self.proj_drop(self.proj(out))
@@ -238,7 +207,7 @@ class ConvAttention(BaseModule):
         k_map, v_map = (feature_map if conv is None else conv(feature_map)
                         for conv in (self.conv_proj_k, self.conv_proj_v))
         if self.cpu_kernels is not None and cpu_kernels_apply(feature_map):
-            k, v = project_kv_batched(k_map, v_map, cls_token, self.proj_k, self.proj_v)
+            k, v = cpu_kernels.project_kv_batched(k_map, v_map, cls_token, self.proj_k, self.proj_v)
         else:
             k, v = (self.project(None, linear, map_to_tokens(projected_map), None, cls_token)
                     for linear, projected_map in ((self.proj_k, k_map), (self.proj_v, v_map)))
@@ -250,8 +219,8 @@ class ConvAttention(BaseModule):
         with the queries in chunks (:func:`.cpu_kernels.attention_in_query_chunks`)."""
         if (mask is None and self.cpu_kernels is not None and q.requires_grad
                 and cpu_kernels_apply(q, self.attn_drop if self.training else 0.)):
-            return attention_in_query_chunks(self.multi_head_attention, q, k, v, self.num_heads,
-                                             self.cpu_kernels.query_chunks)
+            return cpu_kernels.attention_in_query_chunks(
+                self.multi_head_attention, q, k, v, self.num_heads, self.cpu_kernels.query_chunks)
         return self.multi_head_attention(q, k, v, mask)
 
     def multi_head_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -262,33 +231,9 @@ class ConvAttention(BaseModule):
         # SDPA's output has q's memory layout, (B, L, heads, d): merging the heads is a view.
         return out.transpose(1, 2).flatten(2)
 
-    def window_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                         hw_shape: HWShape, kv_shape: HWShape) -> torch.Tensor:
-        """Attention within windows: query window (i, j) covers rows and columns
-        [i*w, (i+1)*w) x [j*w, (j+1)*w) of the map and attends to the k/v positions of the same
-        region, [i*w/s, (i+1)*w/s) x ... of the k/v map (w = window_size, s = key_stride).
-        Both maps are padded to whole windows; padded keys are masked out, padded queries
-        cropped. Every window holds a real query and so a real key."""
-        window, kv_window = self.window_size, self.kv_window_size
-        # Ceiling division on non-negative numbers only: ONNX's integer Div truncates.
-        rows, cols = ((size + window - 1) // window for size in hw_shape)
-        q = partition_windows(q, hw_shape, window, rows, cols)
-        k, v = (partition_windows(t, kv_shape, kv_window, rows, cols) for t in (k, v))
-        valid = k.new_ones(1, kv_shape[0] * kv_shape[1], 1)
-        valid = partition_windows(valid, kv_shape, kv_window, rows, cols)[..., 0] > 0
-        # (B * windows, 1, 1, keys): window n of image b is row b * windows + n.
-        mask = valid.repeat(q.shape[0] // valid.shape[0], 1)[:, None, None]
-        out = self.attention(q, k, v, mask)
-        return merge_windows(out, hw_shape, window, rows, cols)
-
     def _split_heads(self, tokens: torch.Tensor) -> torch.Tensor:
         batch, length, _ = tokens.shape
         return tokens.view(batch, length, self.num_heads, -1).transpose(1, 2)
-
-    @property
-    def kv_window_size(self) -> int:
-        """A window's side on the k/v map (``window_size`` is its side on the query map)."""
-        return self.window_size // self.key_stride
 
 
 @register_activation
@@ -327,14 +272,10 @@ class Mlp(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.cpu_kernels is not None and cpu_kernels_apply(
                 x, self.drop1.p if self.training else 0.):
-            chunk_rows = self.cpu_kernels.mlp_chunk_rows
-            if not torch.is_grad_enabled():
-                return mlp_in_chunks(x, self.fc1, self.act, self.fc2, self.quick_gelu_scale,
-                                     chunk_rows)
-            if self.quick_gelu_scale is not None:
-                return ChunkedMlpFunction.apply(x, self.fc1.weight, self.fc1.bias,
-                                                self.fc2.weight, self.fc2.bias,
-                                                self.quick_gelu_scale, chunk_rows)
+            out = cpu_kernels.chunked_mlp(x, self.fc1, self.act, self.fc2,
+                                          self.quick_gelu_scale, self.cpu_kernels.mlp_chunk_rows)
+            if out is not None:
+                return out
         return super().forward(x)
 
     @torch.no_grad()
@@ -349,42 +290,6 @@ class Mlp(nn.Sequential):
             self.fc1.bias.mul_(scale)
         self.fc2.weight.div_(scale)
         self.act, self.quick_gelu_scale = nn.SiLU(), None
-
-
-def add_dropped_path(x: torch.Tensor, branch: torch.Tensor, drop_path: nn.Module) -> torch.Tensor:
-    """``x + drop_path(branch)`` in one pass over the tokens each way, where mmcv's DropPath
-    and the sum take three forward and two backward. The same random numbers and samples
-    dropped, and the same forward (each kept branch divided by the keep probability, then
-    added); the branch's gradient is multiplied by the reciprocal instead of divided."""
-    drop_prob = getattr(drop_path, 'drop_prob', 0.)
-    if not drop_path.training or drop_prob == 0.:
-        return x + branch
-    keep_prob = 1 - drop_prob
-    shape = (branch.shape[0], ) + (1, ) * (branch.ndim - 1)
-    kept = (keep_prob + torch.rand(shape, dtype=branch.dtype, device=branch.device)).floor_()
-    # A dropped sample's branch is divided by infinity: zero, forward and backward.
-    return torch.addcdiv(x, branch, keep_prob / kept)
-
-
-@contextlib.contextmanager
-def frozen_batch_norm_statistics(module: nn.Module):
-    """The BatchNorms of ``module`` normalise as they would (batch statistics in training) but
-    leave their running statistics and ``num_batches_tracked`` as they are.
-
-    A momentum of 0 keeps the running statistics (``0 * batch + 1 * running``) while the op
-    saves for backward what it saves in the forward it repeats, which the checkpoint checks;
-    without ``num_batches_tracked`` the module neither counts the batch nor turns a None
-    momentum into a cumulative average.
-    """
-    norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-    saved = [(norm.momentum, norm.num_batches_tracked) for norm in norms]
-    for norm in norms:
-        norm.momentum, norm.num_batches_tracked = 0., None
-    try:
-        yield
-    finally:
-        for norm, (momentum, count) in zip(norms, saved):
-            norm.momentum, norm.num_batches_tracked = momentum, count
 
 
 class CvTBlock(BaseModule):
@@ -435,7 +340,7 @@ class CvTStage(BaseModule):
                                               patch_stride, patch_padding, norm_cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims)) if with_cls_token else None
         if self.cls_token is not None:
-            self.cls_token.register_hook(contiguous_gradient)
+            self.cls_token.register_hook(token_maps.contiguous_gradient)
         self.blocks = ModuleList([
             CvTBlock(embed_dims, num_heads, with_cls_token, drop_path_rate=rate,
                      norm_cfg=norm_cfg, **block_cfg) for rate in drop_path_rates
@@ -453,24 +358,6 @@ class CvTStage(BaseModule):
         return tokens[:, 1:], hw_shape, tokens[:, :1]
 
 
-def stage_drop_path_rates(drop_path_rate, depths: Sequence[int]) -> List[List[float]]:
-    """Per-block stochastic depth.
-
-    A sequence gives each stage its own maximum, rising linearly within the stage (the official
-    recipe); a float rises linearly over all blocks of the network (the Swin / mmdet convention).
-    """
-    if isinstance(drop_path_rate, (int, float)):
-        # device='cpu': plain numbers, even when the model is built under a meta-device context.
-        rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
-        bounds = [sum(depths[:i]) for i in range(len(depths) + 1)]
-        return [rates[bounds[i]:bounds[i + 1]] for i in range(len(depths))]
-    if len(drop_path_rate) != len(depths):
-        raise ValueError(f'drop_path_rate has {len(drop_path_rate)} entries for '
-                         f'{len(depths)} stages')
-    return [torch.linspace(0, rate, depth, device='cpu').tolist()
-            for rate, depth in zip(drop_path_rate, depths)]
-
-
 @register_backbone
 @drop_deprecated_arguments(
     fuse_kv_conv='has no effect (k and v are projected as without it); remove it')
@@ -483,81 +370,65 @@ class CvT(BaseModule):
     loads after conversion (``tools/convert_checkpoint.py``).
 
     Args:
-        arch (str | dict): CvT architecture. A str selects one of the official variants in
-            :attr:`arch_zoo` ('13', '21', 'w24'). A dict has one entry per stage for:
+        arch (str | dict): '13', '21' or 'w24' (:attr:`arch_zoo`), or a dict with one entry
+            per stage for:
 
             - **embed_dims** (List[int]): The token width of each stage.
             - **depths** (List[int]): The number of blocks of each stage.
             - **num_heads** (List[int]): The number of attention heads of each stage.
-            - **drop_path_rates** (List[float], optional): The maximum stochastic depth rate
-              of each stage (the official scheme), used when ``drop_path_rate`` is None.
+            - **drop_path_rates** (List[float], optional): Each stage's maximum stochastic
+              depth rate, used when ``drop_path_rate`` is None.
 
             Defaults to '13'.
         in_channels (int): The number of input image channels. Defaults to 3.
-        out_type (str): 'cls_token' returns the last stage's cls token after the final
-            LayerNorm (classification); 'featmap' returns NCHW maps at strides 4, 8 and 16
-            (dense prediction). Defaults to 'cls_token'.
-        out_indices (int | Sequence[int]): The stages to output, 0-based; negative values
-            count from the end. With 'cls_token' only the last stage, which carries the cls
-            token, can be output. Defaults to -1.
-        mlp_ratio (float): The ratio of the MLP's hidden width to the token width.
-            Defaults to 4.
-        qkv_bias (bool): Whether the q, k and v linear projections have a bias.
-            Defaults to True.
-        with_cls_token (Sequence[bool], optional): Whether each stage carries a cls token.
-            None gives the official layout, a cls token in the last stage only.
-            Defaults to None.
+        out_type (str): 'cls_token' (the last stage's cls token after a LayerNorm, for
+            classification) or 'featmap' (NCHW maps at strides 4, 8, 16). Defaults to
+            'cls_token'.
+        out_indices (int | Sequence[int]): The stages to output, 0-based, negative from the
+            end; 'cls_token' outputs the last stage only. Defaults to -1.
+        mlp_ratio (float): The MLP's hidden width over the token width. Defaults to 4.
+        qkv_bias (bool): Whether q's, k's and v's linear layers have a bias. Defaults to True.
+        with_cls_token (Sequence[bool], optional): Whether each stage carries a cls token;
+            None: the last stage only (official). Defaults to None.
         attn_method (str): The spatial projection before q/k/v's linear layers: 'dw_bn'
-            (depthwise conv + BatchNorm, the official default), 'avg' (q unprojected, k/v
-            average pooled) or 'linear' (none). Defaults to 'dw_bn'.
+            (official), 'avg' (q unprojected, k/v average pooled) or 'linear' (none).
+            Defaults to 'dw_bn'.
         kernel_size (int): The kernel size of the q/k/v projections. Defaults to 3.
         stride_q (int): The stride of q's projection. Defaults to 1.
         stride_kv (int | Sequence[int]): The stride of k's and v's projections, for all stages
-            or one per stage; 2 shortens the keys 4x. The conv weights do not depend on it, so
-            a checkpoint trained with 2 loads with any value. Defaults to 2.
-        window_size (int | Sequence[int]): 0 (global attention) or a window side, for all
-            stages or one per stage: on larger token maps, attention within non-overlapping
-            windows (``ConvAttention``). Windows of the token grid of pretraining (56, 28 for
-            CvT-13's first two stages at 224) keep each query's span at any input size; a
-            stage with a cls token stays global. No parameters depend on it. Defaults to 0.
+            or one per stage (no weight depends on it). Defaults to 2.
+        window_size (int | Sequence[int]): 0 (global attention) or, for all stages or one per
+            stage, a window side: on larger maps, attention within non-overlapping windows as
+            ViTDet's (:func:`.token_maps.window_attention`; stages without a cls token; no
+            weight depends on it). Defaults to 0.
         pool_kv (int | Sequence[int]): Average-pool k's and v's projected maps by this factor,
-            for all stages or one per stage ('dw_bn' only; ``DepthwiseConvBN``): keys at stride
-            ``stride_kv * pool_kv``, each the mean of the projections it covers. No parameters
-            depend on it; 2 makes every attention 4x cheaper (``cvt13_maskrcnn-fast_coco.py``).
-            Defaults to 1.
+            for all stages or one per stage ('dw_bn' only; no weight depends on it): 2 makes
+            every attention 4x cheaper. Defaults to 1.
         padding_q (int): The padding of q's projection. Defaults to 1.
         padding_kv (int | Sequence[int]): The padding of k's and v's projections, for all
             stages or one per stage. Defaults to 1.
-        drop_rate (float): The dropout rate after the attention and MLP projections.
-            Defaults to 0.
-        attn_drop_rate (float): The dropout rate of the attention weights. Defaults to 0.
-        drop_path_rate (float | Sequence[float], optional): Stochastic depth. None takes the
-            arch's official per-stage rates; a float rises linearly over all blocks of the
-            network (the Swin / mmdet convention); a sequence gives each stage its own maximum,
-            rising linearly within the stage (the official scheme). Defaults to None.
-        act_cfg (dict): The MLP activation. QuickGELU is the official one; ``dict(type='GELU')``
-            reproduces Hugging Face's ``CvtModel``. Defaults to ``dict(type='QuickGELU')``.
+        drop_rate (float): Dropout after the attention and MLP projections. Defaults to 0.
+        attn_drop_rate (float): Dropout of the attention weights. Defaults to 0.
+        drop_path_rate (float | Sequence[float], optional): Stochastic depth: None takes the
+            arch's rates; a float rises linearly over all blocks (mmdet's convention); a
+            sequence rises linearly within each stage (official). Defaults to None.
+        act_cfg (dict): The MLP activation; ``dict(type='GELU')`` reproduces Hugging Face's
+            ``CvtModel``. Defaults to ``dict(type='QuickGELU')`` (official).
         norm_cfg (dict): The token norm layers. Defaults to ``dict(type='LN', eps=1e-5)``.
-        out_norm (bool): With 'featmap', apply a LayerNorm to each output map, as mmdet's Swin
-            does. Defaults to True.
+        out_norm (bool): With 'featmap', a LayerNorm on each output map, as mmdet's Swin.
+            Defaults to True.
         frozen_stages (int): Freeze the first ``frozen_stages`` stages (parameters and BN
-            statistics); 0 freezes nothing. Defaults to 0.
-        norm_eval (bool): Keep the projections' BatchNorms in eval mode during training
-            (frozen statistics, as for small detection batches). Defaults to False.
-        with_cp (bool): Gradient checkpointing per block: less memory, more compute; the
-            same outputs, gradients and BatchNorm statistics as without it. Defaults to False.
-        cpu_kernels (bool | dict): On the CPU, let the kernels of :mod:`.cpu_kernels` stand in
-            for parts of the attention and the MLP (the same function, faster); a dict sets
-            them (:class:`.cpu_kernels.CpuKernels`: ``mlp_chunk_rows``, ``query_chunks``).
-            False runs the plain modules on the CPU too. GPUs, ``torch.compile``, exports and
-            autocast always run the plain modules. Defaults to True.
-        init_cfg (dict | List[dict], optional): The initialization config. None gives the
-            official init: truncated-normal Linear layers (std 0.02) and unit norms, convs with
-            PyTorch's defaults, cls tokens truncated-normal. Defaults to None.
-
-    Attention runs through ``scaled_dot_product_attention`` (no attention matrix), and token
-    maps stay channels-last so the depthwise convs take them without copies;
-    ``switch_to_deploy`` folds the BatchNorms into the convs.
+            statistics). Defaults to 0.
+        norm_eval (bool): Keep the BatchNorms in eval mode during training. Defaults to False.
+        with_cp (bool): Gradient checkpointing per block: less memory, more compute, the same
+            outputs, gradients and BatchNorm statistics. Defaults to False.
+        cpu_kernels (bool | dict): On the CPU, let :mod:`.cpu_kernels` stand in for parts of
+            the attention and the MLP (the same function, faster); a dict sets them
+            (:class:`.cpu_kernels.CpuKernels`); False: the plain modules everywhere. GPUs,
+            ``torch.compile``, exports and autocast run the plain modules. Defaults to True.
+        init_cfg (dict | List[dict], optional): None gives the official init: trunc-normal
+            Linear layers (std 0.02), unit norms, PyTorch's conv init, trunc-normal cls
+            tokens. Defaults to None.
     """
 
     arch_zoo: Dict[str, dict] = {
@@ -662,8 +533,6 @@ class CvT(BaseModule):
         elif out_norm:
             for i in self.out_indices:
                 self.add_module(f'out_norm{i}', build_norm_layer(norm_cfg, embed_dims[i])[1])
-        # Whether forward applies the out_norm{i} layers to the output maps.
-        self.with_out_norm = out_norm and out_type == 'featmap'
         self._freeze_stages()
 
     def _per_stage(self, value: PerStage, name: str) -> List[int]:
@@ -729,11 +598,11 @@ class CvT(BaseModule):
             x = tokens_to_map(tokens, hw_shape)
             if i not in self.out_indices:
                 continue
+            out_norm = getattr(self, f'out_norm{i}', None)
             if self.out_type == 'cls_token':
                 outs.append(self.cls_norm(cls_token[:, 0]))
-            elif self.with_out_norm:
-                outs.append(tokens_to_map(getattr(self, f'out_norm{i}')(tokens),
-                                          hw_shape).contiguous())
+            elif out_norm is not None:
+                outs.append(tokens_to_map(out_norm(tokens), hw_shape).contiguous())
             else:
                 outs.append(x.contiguous())
         return tuple(outs)
@@ -763,23 +632,12 @@ class CvT(BaseModule):
                                       unexpected_keys, error_msgs)
 
     def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
-        """The layer-wise depth of a parameter, for layer-wise learning-rate decay
-        (mmpretrain's ViT and ConvNeXt scheme: ``lr * rate ** (num_layers - depth - 1)``).
-
-        In the order the tokens go, one depth per step: stage i's embedding (conv + LayerNorm)
-        and its cls token at ``sum(depths[:i]) + i``, then one per block (its BatchNorms
-        included); ``cls_norm``, ``out_norm{i}`` and names without ``prefix`` (neck, heads) at
-        ``num_layers - 1 = sum(depths) + num_stages``. CvT-13: 17 depths, stage 2's embedding
-        at 5, its last block at 15.
-
-        Args:
-            param_name (str): The parameter's name, e.g. ``'backbone.stages.2.cls_token'``.
-            prefix (str): The backbone's prefix in ``param_name``, e.g. ``'backbone.'``.
-                Defaults to ''.
-
-        Returns:
-            Tuple[int, int]: The depth of the parameter and the number of depths.
-        """
+        """(depth, number of depths) of ``param_name`` (``prefix`` the backbone's, e.g.
+        ``'backbone.'``) for layer-wise lr decay, mmpretrain's ``lr * rate ** (num_layers -
+        depth - 1)``. In the order the tokens go: stage i's embedding and cls token at
+        ``sum(depths[:i]) + i``, then one depth per block (BatchNorms included); ``cls_norm``,
+        ``out_norm{i}`` and names outside the backbone (neck, heads) last. CvT-13: 17 depths,
+        stage 2's embedding at 5, its last block at 15."""
         depths = self.arch_settings['depths']
         num_layers = sum(depths) + self.num_stages + 1
         last = num_layers - 1

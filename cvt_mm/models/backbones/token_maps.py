@@ -1,11 +1,11 @@
 """Token sequences as maps and maps as windows: the reshapes between CvT's two views of a stage,
-and the memory layouts of the parameters that meet them.
+attention within windows of the map, and the memory layouts of the parameters that meet them.
 
 The reshapes export: every size is read from the tensor at run time (no Python branch on a size,
 no op whose sizes the TorchScript ONNX exporter freezes), so an exported graph with dynamic axes
 runs at any input size.
 """
-from typing import Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -62,6 +62,44 @@ def merge_windows(windows: torch.Tensor, hw_shape: HWShape, window: int, rows: i
     x = x.reshape(-1, rows * window, cols * window, channels)
     height, width = hw_shape
     return x[:, :height, :width].reshape(-1, height * width, channels)
+
+
+def check_window_size(window_size: int, stride_kv: int, pool_kv: int, method: str,
+                      with_cls_token: bool, stride_q: int) -> None:
+    """Raises ValueError naming what an attention with these settings lacks for
+    :func:`window_attention`."""
+    key_stride = stride_kv * pool_kv
+    needs = {f'a positive multiple of the key stride {key_stride} (stride_kv x pool_kv)':
+             window_size > 0 and window_size % key_stride == 0,
+             "attn_method 'dw_bn'": method == 'dw_bn',
+             'no cls token': not with_cls_token, 'stride_q 1': stride_q == 1}
+    unmet = [need for need, met in needs.items() if not met]
+    if unmet:
+        raise ValueError(f'window_size {window_size} needs ' + ', '.join(unmet) +
+                         f' (stride_kv {stride_kv}, attn_method {method!r}, '
+                         f'with_cls_token {with_cls_token}, stride_q {stride_q})')
+
+
+def window_attention(attend: Callable[..., torch.Tensor], q: torch.Tensor, k: torch.Tensor,
+                     v: torch.Tensor, hw_shape: HWShape, kv_shape: HWShape, window_size: int,
+                     key_stride: int) -> torch.Tensor:
+    """``attend(q, k, v, mask)`` within windows, as ViTDet's windowed blocks: query window
+    (i, j) covers rows and columns [i*w, (i+1)*w) x [j*w, (j+1)*w) of the query map and
+    attends to the k/v positions of the same region, [i*w/s, (i+1)*w/s) x ... of the k/v map
+    (w = ``window_size``, s = ``key_stride``). Both maps are padded to whole windows; padded
+    keys are masked out, padded queries cropped. Every window holds a real query and so a real
+    key. (B, L, C) q, k, v in the maps' row-major order; (B, H*W, C) out."""
+    kv_window = window_size // key_stride
+    # Ceiling division on non-negative numbers only: ONNX's integer Div truncates.
+    rows, cols = ((size + window_size - 1) // window_size for size in hw_shape)
+    q = partition_windows(q, hw_shape, window_size, rows, cols)
+    k, v = (partition_windows(t, kv_shape, kv_window, rows, cols) for t in (k, v))
+    valid = k.new_ones(1, kv_shape[0] * kv_shape[1], 1)
+    valid = partition_windows(valid, kv_shape, kv_window, rows, cols)[..., 0] > 0
+    # (B * windows, 1, 1, keys): window n of image b is row b * windows + n.
+    mask: Optional[torch.Tensor] = valid.repeat(q.shape[0] // valid.shape[0], 1)[:, None, None]
+    out = attend(q, k, v, mask)
+    return merge_windows(out, hw_shape, window_size, rows, cols)
 
 
 def channels_last_parameter(weight: torch.Tensor) -> nn.Parameter:
