@@ -6,7 +6,8 @@ import torch
 import torch.nn as nn
 
 import cvt_mm  # noqa: F401  (registers CvT)
-from cvt_mm.models.backbones.cvt import CvT, stage_drop_path_rates
+from cvt_mm.models.backbones.cvt import CvT
+from cvt_mm.models.backbones.layers import stage_drop_path_rates
 from cvt_mm.testing import TINY_ARCH, randomize_biases, randomize_norms
 from cvt_mm.visualization.attention import key_map_size
 

@@ -13,7 +13,7 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmengine.registry import DefaultScope
 
-from cvt_mm.models.backbones import cvt as cvt_module
+from cvt_mm.models.backbones import layers
 from cvt_mm.models.backbones.cvt import CvT, Mlp, QuickGELU
 from cvt_mm.testing import TINY_ARCH, randomize_biases, randomize_norms
 
@@ -136,7 +136,7 @@ def test_residual_with_dropped_paths_equals_mmcv_drop_path():
     x, branch = (torch.randn(16, 50, 24, requires_grad=True) for _ in range(2))
     results = []
     for residual in (lambda: x + drop_path(branch),
-                     lambda: cvt_module.add_dropped_path(x, branch, drop_path)):
+                     lambda: layers.add_dropped_path(x, branch, drop_path)):
         torch.manual_seed(3)
         out = residual()
         results.append([out, *torch.autograd.grad(out.pow(2).sum(), [x, branch])])
@@ -147,7 +147,7 @@ def test_residual_with_dropped_paths_equals_mmcv_drop_path():
     for a, b in zip(actual_grads, expected_grads):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
     drop_path.eval()
-    assert torch.equal(cvt_module.add_dropped_path(x, branch, drop_path), x + branch)
+    assert torch.equal(layers.add_dropped_path(x, branch, drop_path), x + branch)
 
 
 @pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet', 'mmseg'])

@@ -6,6 +6,7 @@ lets them run where :func:`cpu_kernels_apply` allows; anywhere else, and with
 * :class:`ChunkedMlpFunction`: the MLP with QuickGELU in training, ``mlp_chunk_rows`` tokens at a
   time, forward and backward.
 * :func:`mlp_in_chunks`: the MLP in inference, ``mlp_chunk_rows`` tokens at a time.
+  :func:`chunked_mlp` chooses between the two.
 * :func:`attention_in_query_chunks`: the attention's queries split into chunks in training, so
   that SDPA's backward keeps every thread busy.
 * :func:`project_kv_batched`: k's and v's linear projections as one batched matmul.

@@ -1,12 +1,9 @@
 """CvT: Introducing Convolutions to Vision Transformers (Wu et al., ICCV 2021).
 
-One backbone serves classification (mmpretrain) and dense prediction (mmdet, mmseg):
-
-* ``out_type='cls_token'``: the last stage's cls token after the final LayerNorm, as the
-  official classifier feeds its head.
-* ``out_type='featmap'``: NCHW maps at strides 4/8/16, each through its own LayerNorm (as in
-  mmdet's Swin). The cls token of the last stage still attends and is attended to; it is only
-  dropped from the map.
+One backbone serves classification (``out_type='cls_token'``: the last stage's cls token after
+a LayerNorm, as the official classifier feeds its head) and dense prediction (``'featmap'``:
+NCHW maps at strides 4/8/16, each through its own LayerNorm as in mmdet's Swin; the cls token
+still attends and is attended to, and is only dropped from the map).
 
 The arithmetic follows microsoft/CvT ``lib/models/cls_cvt.py`` (attention scale over the whole
 embedding width, QuickGELU, cls token bypassing the conv projections); attention runs through
@@ -15,7 +12,6 @@ paper's order: token embedding, ``dw_bn`` projection, attention, MLP, block, sta
 the CPU, parts of the attention and the MLP run through :mod:`.cpu_kernels` (one switch,
 ``CvT(cpu_kernels=...)``); the token-map reshapes are in :mod:`.token_maps`.
 """
-import contextlib
 import copy
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -23,7 +19,6 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.logging import print_log
@@ -36,7 +31,11 @@ from cvt_mm.registry import build_activation, register_activation, register_back
 from . import cpu_kernels, token_maps
 from .cpu_kernels import CpuKernels, cpu_kernels_apply
 from .deprecations import drop_deprecated_arguments
-from .layers import add_dropped_path, frozen_batch_norm_statistics, stage_drop_path_rates
+from .layers import (
+    add_dropped_path,
+    checkpoint_keeping_batch_norm_statistics,
+    stage_drop_path_rates,
+)
 from .token_maps import HWShape, map_to_tokens, tokens_to_map
 
 # A value for every stage, or one per stage.
@@ -60,15 +59,10 @@ class ConvTokenEmbedding(BaseModule):
 
 class DepthwiseConvBN(nn.Sequential):
     """The ``dw_bn`` projection: depthwise conv without bias, BatchNorm, then ``pool`` x
-    ``pool`` average pooling (an identity for ``pool`` 1).
-
-    The pooling has no parameters, so the state dict is the same for any ``pool``. Each output
-    is the mean of the projections it covers (ceil mode: partial windows at the right and
-    bottom edges average their real positions only), where a conv stride of ``stride * pool``
-    would keep one sample in ``pool`` squared and skip the rest.
-
-    :meth:`fuse_bn` folds the BN into the conv for deployment (same eval outputs).
-    """
+    ``pool`` average pooling (an identity for ``pool`` 1; no parameters, so any ``pool`` loads
+    the same state dict). Each output is the mean of the projections it covers (partial windows
+    at the edges average their real positions), where a conv stride of ``stride * pool`` would
+    skip all but one in ``pool`` squared. :meth:`fuse_bn` folds the BN into the conv."""
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int,
                  pool: int = 1):
@@ -255,8 +249,7 @@ class Mlp(nn.Sequential):
     """fc1 -> activation -> dropout -> fc2 -> dropout.
 
     On the CPU with ``cpu_kernels``, it runs ``mlp_chunk_rows`` tokens at a time, so that the
-    hidden activations stay in cache: :func:`.cpu_kernels.mlp_in_chunks` in inference, and
-    with QuickGELU :class:`.cpu_kernels.ChunkedMlpFunction` in training.
+    hidden activations stay in cache (:func:`.cpu_kernels.chunked_mlp`).
     """
 
     def __init__(self, embed_dims: int, hidden_dims: int, act_cfg: dict, drop: float = 0.,
@@ -318,14 +311,8 @@ class CvTBlock(BaseModule):
             return add_dropped_path(x, self.mlp(self.norm2(x)), self.drop_path)
 
         if self.with_cp and x.requires_grad:
-            return cp.checkpoint(inner_forward, x, use_reentrant=False,
-                                 context_fn=self.checkpoint_contexts)
+            return checkpoint_keeping_batch_norm_statistics(inner_forward, x, self)
         return inner_forward(x)
-
-    def checkpoint_contexts(self):
-        # Backward recomputes the block, BatchNorms included: their running statistics are
-        # the forward's to update, once per step.
-        return contextlib.nullcontext(), frozen_batch_norm_statistics(self)
 
 
 class CvTStage(BaseModule):
@@ -472,13 +459,9 @@ class CvT(BaseModule):
         self.num_stages = len(depths)
         self.embed_dims = embed_dims
 
-        if with_cls_token is None:
-            # Only the last stage carries a cls token.
+        if with_cls_token is None:  # the official layout
             with_cls_token = [False] * (self.num_stages - 1) + [True]
-        if len(with_cls_token) != self.num_stages:
-            raise ValueError(f'with_cls_token has {len(with_cls_token)} entries for '
-                             f'{self.num_stages} stages')
-
+        with_cls_token = self._per_stage(list(with_cls_token), 'with_cls_token')
         if out_type not in ('cls_token', 'featmap'):
             raise ValueError(f"out_type must be 'cls_token' or 'featmap', got {out_type!r}")
         self.out_type = out_type
@@ -502,11 +485,10 @@ class CvT(BaseModule):
         if drop_path_rate is None:
             drop_path_rate = self.arch_settings.get('drop_path_rates', 0.)
         drop_path_rates = stage_drop_path_rates(drop_path_rate, depths)
-
-        stride_kv = self._per_stage(stride_kv, 'stride_kv')
-        padding_kv = self._per_stage(padding_kv, 'padding_kv')
-        window_size = self._per_stage(window_size, 'window_size')
-        pool_kv = self._per_stage(pool_kv, 'pool_kv')
+        stride_kv, padding_kv, window_size, pool_kv = (
+            self._per_stage(value, name) for value, name in (
+                (stride_kv, 'stride_kv'), (padding_kv, 'padding_kv'),
+                (window_size, 'window_size'), (pool_kv, 'pool_kv')))
         for i, window in enumerate(window_size):
             if window and with_cls_token[i]:
                 raise ValueError(f'window_size {window} for stage {i}, which has a cls token: '
@@ -535,8 +517,8 @@ class CvT(BaseModule):
                 self.add_module(f'out_norm{i}', build_norm_layer(norm_cfg, embed_dims[i])[1])
         self._freeze_stages()
 
-    def _per_stage(self, value: PerStage, name: str) -> List[int]:
-        """An int for every stage, or one per stage."""
+    def _per_stage(self, value: PerStage, name: str) -> list:
+        """An int for every stage, or one value per stage."""
         if isinstance(value, int):
             return [value] * self.num_stages
         if len(value) != self.num_stages:
@@ -572,12 +554,10 @@ class CvT(BaseModule):
 
     def _freeze_stages(self) -> None:
         for i in range(self.frozen_stages):
-            modules = [self.stages[i]]
-            if hasattr(self, f'out_norm{i}'):
-                modules.append(getattr(self, f'out_norm{i}'))
-            if i == self.num_stages - 1 and hasattr(self, 'cls_norm'):
-                modules.append(self.cls_norm)
-            for module in modules:
+            modules = [self.stages[i], getattr(self, f'out_norm{i}', None)]
+            if i == self.num_stages - 1:
+                modules.append(getattr(self, 'cls_norm', None))
+            for module in [module for module in modules if module is not None]:
                 module.eval()
                 for param in module.parameters():
                     param.requires_grad = False

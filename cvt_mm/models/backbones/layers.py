@@ -6,6 +6,7 @@ from typing import List, Sequence
 
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint as checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
@@ -61,3 +62,12 @@ def stage_drop_path_rates(drop_path_rate, depths: Sequence[int]) -> List[List[fl
                          f'{len(depths)} stages')
     return [torch.linspace(0, rate, depth, device='cpu').tolist()
             for rate, depth in zip(drop_path_rate, depths)]
+
+
+def checkpoint_keeping_batch_norm_statistics(function, x: torch.Tensor, module: nn.Module):
+    """``function(x)`` under activation checkpointing. Backward recomputes it, the BatchNorms of
+    ``module`` included; their running statistics are the forward's to update, once per step
+    (:func:`frozen_batch_norm_statistics` for the recomputation)."""
+    return checkpoint.checkpoint(
+        function, x, use_reentrant=False,
+        context_fn=lambda: (contextlib.nullcontext(), frozen_batch_norm_statistics(module)))
