@@ -1,5 +1,6 @@
 """Helpers shared by the test modules (imported as ``helpers``; pytest.ini puts tests/ on the
-path). Reference models and the tiny arch are in ``cvt_mm.testing``."""
+path). Reference models and FAST_TEST_ARCH are in ``cvt_mm.testing``, the toy data and config
+shrinking in ``cvt_mm.toy``."""
 import copy
 import importlib
 import logging
@@ -11,11 +12,11 @@ from typing import Optional
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
-from cvt_mm.datasets import toy_shapes
-from cvt_mm.datasets.toy_configs import shrink_config
 from cvt_mm.engine import register_task_modules, task_scope
 from cvt_mm.models.backbones.cvt import CvT
-from cvt_mm.testing import TINY_ARCH, randomize_norms
+from cvt_mm.testing import FAST_TEST_ARCH, randomize_norms
+from cvt_mm.toy import shapes
+from cvt_mm.toy.shrinking import shrink_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / 'configs'
@@ -61,8 +62,8 @@ def free_port() -> int:
 
 
 def tiny_dense_backbone(**kwargs) -> CvT:
-    """The tiny CvT with its three stages' maps as outputs, initialised, random norms."""
-    model = CvT(arch=TINY_ARCH, out_type='featmap', out_indices=(0, 1, 2), **kwargs)
+    """The FAST_TEST_ARCH CvT with its three stages' maps as outputs, initialised, random norms."""
+    model = CvT(arch=FAST_TEST_ARCH, out_type='featmap', out_indices=(0, 1, 2), **kwargs)
     model.init_weights()
     return randomize_norms(model)
 
@@ -70,9 +71,9 @@ def tiny_dense_backbone(**kwargs) -> CvT:
 def make_toy_datasets(root: Path) -> Path:
     """COCO at <root>/coco and ADE20K at <root>/ade/ADEChallengeData2016, as the configs expect
     under data/."""
-    toy_shapes.make_coco(root / 'coco', num_train=TOY_NUM_TRAIN, num_val=TOY_NUM_VAL,
+    shapes.make_coco(root / 'coco', num_train=TOY_NUM_TRAIN, num_val=TOY_NUM_VAL,
                        image_size=TOY_IMAGE_SIZE, seed=0)
-    toy_shapes.make_ade(root / 'ade', num_train=TOY_NUM_TRAIN, num_val=TOY_NUM_VAL,
+    shapes.make_ade(root / 'ade', num_train=TOY_NUM_TRAIN, num_val=TOY_NUM_VAL,
                       image_size=TOY_IMAGE_SIZE, seed=0)
     return root
 
@@ -96,7 +97,7 @@ def as_list(node) -> list:
     return list(node) if isinstance(node, (list, tuple)) else [node]
 
 
-def toy_config(cfg: Config, data_root: Optional[Path], arch=TINY_ARCH) -> Config:
+def toy_config(cfg: Config, data_root: Optional[Path], arch=FAST_TEST_ARCH) -> Config:
     """A copy of a real detection (Mask R-CNN, Cascade Mask R-CNN, RetinaNet, DINO, Mask2Former)
     or segmentation (UperNet, Mask2Former) config that trains one iteration on the toy data
     under ``data_root`` (see make_toy_datasets) and then validates; ``arch=None`` keeps the
@@ -131,7 +132,7 @@ def toy_config(cfg: Config, data_root: Optional[Path], arch=TINY_ARCH) -> Config
     if scope == 'mmdet':
         # The toy classes, unless the config brings its own data (then its class counts are
         # what a test checks, and stay as written).
-        num_classes = None if data_root is None else len(toy_shapes.SHAPE_CLASSES)
+        num_classes = None if data_root is None else len(shapes.SHAPE_CLASSES)
         if 'roi_head' in model:
             if num_classes is not None:
                 # A cascade has one box head and one rcnn train_cfg per stage.
@@ -161,7 +162,7 @@ def toy_config(cfg: Config, data_root: Optional[Path], arch=TINY_ARCH) -> Config
         if num_classes is not None:
             for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
                 # CocoDataset keeps only the categories named in its metainfo.
-                cfg[loader].dataset.metainfo = dict(classes=toy_shapes.SHAPE_CLASSES)
+                cfg[loader].dataset.metainfo = dict(classes=shapes.SHAPE_CLASSES)
     # (mmseg: the toy label maps hold 0..5 after reduce_zero_label, a subset of ADE20K's.)
     # The query-based heads with fewer queries for 128-px images with at most four objects
     # (DINO's top-k encoder proposals must not outnumber the smallest image's ~130 tokens), and

@@ -10,8 +10,8 @@ import torch
 from helpers import CONFIG_DIR, TOOLS_DIR
 from mmengine.config import Config
 
-from cvt_mm.datasets import toy_shapes
-from cvt_mm.datasets.toy_configs import shrink_config
+from cvt_mm.toy import shapes
+from cvt_mm.toy.shrinking import shrink_config
 
 TESTS_DIR = Path(__file__).resolve().parent
 DETERMINISTIC = ['randomness.seed=0', 'randomness.deterministic=True']
@@ -25,11 +25,11 @@ SEGMENTATION = dict(batch_size=2, max_iters=6, checkpoint_interval=2)
 def make_data(root: Path, num_train: int) -> Path:
     """COCO and ADE20K layouts with ``num_train`` training images, and an ImageNet layout
     with two per class (10)."""
-    toy_shapes.make_coco(root / 'coco', num_train=num_train, num_val=1, image_size=IMAGE_SIZE,
+    shapes.make_coco(root / 'coco', num_train=num_train, num_val=1, image_size=IMAGE_SIZE,
                          seed=0)
-    toy_shapes.make_ade(root / 'ade', num_train=num_train, num_val=1, image_size=IMAGE_SIZE,
+    shapes.make_ade(root / 'ade', num_train=num_train, num_val=1, image_size=IMAGE_SIZE,
                         seed=0)
-    toy_shapes.make_imagenet(root / 'imagenet', train_per_class=2, val_per_class=1, seed=0)
+    shapes.make_imagenet(root / 'imagenet', train_per_class=2, val_per_class=1, seed=0)
     return root
 
 
@@ -52,8 +52,8 @@ def toy_run(config: str, data_root: str, length: int, batch_size: int, num_worke
 
 def detection_config(data_root: Path, batch_size: int, max_epochs: int, num_workers: int = 2,
                      persistent_workers: bool = True) -> Config:
-    """configs/toy/cvt_tiny_maskrcnn_toy.py from random weights, a checkpoint every epoch."""
-    cfg = toy_run('cvt_tiny_maskrcnn_toy.py', f'{data_root}/coco/', max_epochs, batch_size,
+    """configs/toy/cvt_demo_maskrcnn_toy.py from random weights, a checkpoint every epoch."""
+    cfg = toy_run('cvt_demo_maskrcnn_toy.py', f'{data_root}/coco/', max_epochs, batch_size,
                   num_workers, persistent_workers)
     cfg.model.backbone.init_cfg = None
     cfg.default_hooks.checkpoint.update(interval=1, max_keep_ckpts=-1)
@@ -62,9 +62,9 @@ def detection_config(data_root: Path, batch_size: int, max_epochs: int, num_work
 
 def classification_config(data_root: Path, batch_size: int, max_epochs: int,
                           num_workers: int = 2, persistent_workers: bool = True) -> Config:
-    """configs/toy/cvt_tiny_cls_toy.py from random weights (random crops and flips), a
+    """configs/toy/cvt_demo_cls_toy.py from random weights (random crops and flips), a
     checkpoint every epoch and a warm-up over the whole run."""
-    cfg = toy_run('cvt_tiny_cls_toy.py', str(data_root / 'imagenet'), max_epochs, batch_size,
+    cfg = toy_run('cvt_demo_cls_toy.py', str(data_root / 'imagenet'), max_epochs, batch_size,
                   num_workers, persistent_workers)
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
                                 end=5 * max_epochs)]
@@ -75,9 +75,9 @@ def classification_config(data_root: Path, batch_size: int, max_epochs: int,
 def segmentation_config(data_root: Path, batch_size: int, max_iters: int,
                         checkpoint_interval: int, num_workers: int = 2,
                         persistent_workers: bool = False) -> Config:
-    """configs/toy/cvt_tiny_upernet_toy.py from random weights, 64-px crops (an
+    """configs/toy/cvt_demo_upernet_toy.py from random weights, 64-px crops (an
     InfiniteSampler under an iteration loop), the poly schedule over the whole run."""
-    cfg = toy_run('cvt_tiny_upernet_toy.py', f'{data_root}/ade/ADEChallengeData2016', max_iters,
+    cfg = toy_run('cvt_demo_upernet_toy.py', f'{data_root}/ade/ADEChallengeData2016', max_iters,
                   batch_size, num_workers, persistent_workers)
     cfg.model.backbone.init_cfg = None
     cfg.param_scheduler = [dict(type='PolyLR', eta_min=0.0, power=1.0, begin=0,

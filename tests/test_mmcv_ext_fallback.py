@@ -196,9 +196,9 @@ import cvt_mm  # first, as tools/train.py and the configs' custom_imports import
 import mmseg.models  # noqa: F401  (imports every mmcv.ops module)
 from mmcv.utils import ext_loader
 from cvt_mm.benchmark.builders import build_detector, detection_training_batch
-from cvt_mm.testing import TINY_ARCH
+from cvt_mm.testing import FAST_TEST_ARCH
 
-model, image = build_detector('cvt13_maskrcnn_coco.py', TINY_ARCH, (128, 160))
+model, image = build_detector('cvt13_maskrcnn_coco.py', FAST_TEST_ARCH, (128, 160))
 model.train()
 losses = model(**detection_training_batch(model, image, 3), mode='loss')
 loss, log_vars = model.parse_losses(losses)  # each loss summed over its levels

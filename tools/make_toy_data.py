@@ -1,19 +1,19 @@
 #!/usr/bin/env python
-"""Generate the synthetic toy shape data sets (cvt_mm.datasets.toy_shapes) under --out.
+"""Generate the synthetic toy shape data sets (cvt_mm.toy.shapes) under --out.
 
     python tools/make_toy_data.py --out data/toy [--seed 0] [--num-train 300] [--num-val 60]
         [--image-size 256] [--tasks coco ade imagenet] [--force]
 
 A set already there with the same parameters is skipped (so is one with other parameters or
 drawn by an older version, with a note; --force regenerates those). A directory this tool did
-not make is never touched. Layouts and label conventions: cvt_mm/datasets/toy_shapes.py.
+not make is never touched. Layouts and label conventions: cvt_mm/toy/shapes.py.
 """
 import argparse
 from pathlib import Path
 
 import _cli  # noqa: F401  (before the libraries: quiets their start-up notices)
 
-from cvt_mm.datasets import TASKS, default_params, ensure_toy_set
+from cvt_mm.toy import TASKS, default_params, ensure_toy_set
 
 
 def parse_args(argv=None):

@@ -3,10 +3,10 @@
 
     python tools/quickstart.py [--work-dir work_dirs/quickstart] [--seed 0] [--skip-pretrain]
 
-Generates the toy data sets, pretrains a tiny CvT classifier on toy shapes, trains a CvT
+Generates the toy data sets, pretrains a classifier of the demo CvT on toy shapes, trains a CvT
 Mask R-CNN from it, evaluates it (COCO bbox and segm) and draws its predictions, then prints a
 summary and the command that trains the real CvT-13 Mask R-CNN on COCO. The stages are
-``cvt_mm.apis.quickstart``; what it reaches: docs/quickstart.md.
+``cvt_mm.toy.quickstart``; what it reaches: docs/quickstart.md.
 """
 import argparse
 import os
@@ -16,7 +16,7 @@ import _cli
 import torch
 from mmengine.config import DictAction
 
-from cvt_mm.apis.quickstart import (
+from cvt_mm.toy.quickstart import (
     DEFAULT_DATA_ROOT,
     DEFAULT_WORK_DIR,
     format_summary,
@@ -26,7 +26,7 @@ from cvt_mm.apis.quickstart import (
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='Pretrain a tiny CvT on toy shapes, train Mask R-CNN from it, evaluate '
+        description='Pretrain the demo CvT on toy shapes, train Mask R-CNN from it, evaluate '
         'and draw the predictions (CPU, minutes).')
     parser.add_argument('--work-dir', default=DEFAULT_WORK_DIR,
                         help='checkpoints, logs, metrics.json and vis/ go here')

@@ -3,7 +3,7 @@ top-1 (``tools/transfer_benchmark.py`` is a command line over :func:`run_transfe
 
 The CvT paper reports these four transfers for CvT-13 pretrained on ImageNet-22k;
 :data:`PAPER_TOP1` carries its numbers beside ours. ``toy=True`` swaps every data set for the
-toy shape set (:mod:`cvt_mm.datasets.toy_shapes`, 5 classes) at 64 px with a short schedule, so
+toy shape set (:mod:`cvt_mm.toy.shapes`, 5 classes) at 64 px with a short schedule, so
 the whole path (configs, checkpoint loading, fine-tuning, evaluation, table) runs in seconds.
 """
 import copy
@@ -66,8 +66,8 @@ def apply_toy_settings(cfg, checkpoint: str, data_root: Path) -> None:
     The model keeps the config's classifier, loss and init from ``checkpoint`` (its arch is
     read off the checkpoint); data, image size, batch, schedule and lr change.
     """
-    from ..datasets.toy_configs import shrink_config
-    from ..datasets.toy_shapes import SHAPE_CLASSES
+    from ..toy.shapes import SHAPE_CLASSES
+    from ..toy.shrinking import shrink_config
     num_classes = len(SHAPE_CLASSES)
     arch = _checkpoint_arch(checkpoint)
     cfg.model.backbone.arch = arch
@@ -121,8 +121,8 @@ def run_transfer(dataset: str, checkpoint: str, work_dir: Path, toy: bool = Fals
     Returns:
         TransferResult: top-1 (%), steps, wall-clock seconds of training and evaluation.
     """
-    from ..datasets.toy_configs import shrink_config
     from ..engine import build_runner, load_config
+    from ..toy.shrinking import shrink_config
 
     relative = TRANSFER_CONFIGS[dataset]
     cfg = load_config(str(config_dir() / relative), work_dir=str(work_dir))
@@ -178,7 +178,7 @@ def run_transfer_benchmark(checkpoint: str, datasets: Sequence[str] = tuple(TRAN
     root = Path(work_dir)
     toy_data_root = None
     if toy:
-        from ..datasets.toy_shapes import ensure_toy_set
+        from ..toy.shapes import ensure_toy_set
         ensure_toy_set(root / 'data', 'imagenet', TOY_SET_PARAMS)
         toy_data_root = root / 'data' / 'imagenet'
     results = [run_transfer(name, checkpoint, root / name, toy, toy_data_root, cfg_options)

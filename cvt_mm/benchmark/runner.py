@@ -27,9 +27,9 @@ def settings(quick: bool, repeats: Optional[int] = None) -> dict:
             (5 and 10 for classification; 1 in quick). Defaults to None.
     """
     if quick:
-        from cvt_mm.testing import TINY_ARCH
+        from cvt_mm.testing import FAST_TEST_ARCH
 
-        cfg = dict(arch=TINY_ARCH, cls_batch=2, cls_size=64, dense_long_sides=[160],
+        cfg = dict(arch=FAST_TEST_ARCH, cls_batch=2, cls_size=64, dense_long_sides=[160],
                    dense_size=(96, 160), train_size=(96, 160), det_size=(128, 224),
                    det_train_size=(64, 96), det_train_boxes=3, det_train_repeats=1,
                    det_train_rounds=1, det_train_kernel_repeats=1, train_rounds=1,

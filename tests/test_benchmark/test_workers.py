@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cvt_mm.testing import TINY_ARCH
+from cvt_mm.testing import FAST_TEST_ARCH
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ print(sorted(name for name in sys.modules if name.startswith('cvt_mm.benchmark')
 
 
 def test_the_worker_runs_a_job_with_its_module_loaded_once(tmp_path):
-    job = dict(kind='backbone', impl='cvt_mm', arch=TINY_ARCH, size=[32, 48], repeats=1,
+    job = dict(kind='backbone', impl='cvt_mm', arch=FAST_TEST_ARCH, size=[32, 48], repeats=1,
                warmup=0, threads=1)
     result_path = tmp_path / 'result.json'
     proc = subprocess.run(

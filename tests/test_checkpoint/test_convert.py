@@ -20,7 +20,7 @@ from mmpretrain.registry import MODELS
 
 import cvt_mm  # noqa: F401  (registers CvT)
 from cvt_mm import checkpoint
-from cvt_mm.testing import TINY_ARCH, random_hf_classifier
+from cvt_mm.testing import FAST_TEST_ARCH, random_hf_classifier
 
 CONVERTER = REPO / 'tools' / 'convert_checkpoint.py'
 CVT13_CONFIG = REPO / 'configs' / 'cvt13_in1k.py'
@@ -275,7 +275,7 @@ def test_wrappers_and_ddp_prefix_are_unwrapped(tmp_path, wrapper):
 
 @pytest.mark.parametrize('safe_serialization', [True, False], ids=['safetensors', 'bin'])
 def test_hf_directory_converts_and_matches_hf_logits(tmp_path, capsys, safe_serialization):
-    hf_model = random_hf_classifier(TINY_ARCH, num_labels=7)
+    hf_model = random_hf_classifier(FAST_TEST_ARCH, num_labels=7)
     hf_dir = tmp_path / 'cvt-tiny'
     hf_model.save_pretrained(hf_dir, safe_serialization=safe_serialization)
     weights_name = 'model.safetensors' if safe_serialization else 'pytorch_model.bin'
@@ -291,8 +291,8 @@ def test_hf_directory_converts_and_matches_hf_logits(tmp_path, capsys, safe_seri
     meta = checkpoint['meta']
     assert meta['source_format'] == 'hf' and meta['source_container'] == 'directory'
     assert meta['source_files'] == [str((hf_dir / weights_name).resolve())]
-    # TINY_ARCH's heads (1, 2, 3) are not one per 64 channels: they come from config.json.
-    assert meta['arch'] == TINY_ARCH and meta['num_classes'] == 7
+    # FAST_TEST_ARCH's heads (1, 2, 3) are not one per 64 channels: they come from config.json.
+    assert meta['arch'] == FAST_TEST_ARCH and meta['num_classes'] == 7
     assert meta['variant'] is None and 'config.json' in meta['num_heads_source']
 
     cfg = cvt13_config(arch=meta['arch'], act_cfg=dict(type='GELU'))
@@ -309,7 +309,7 @@ def test_hf_directory_converts_and_matches_hf_logits(tmp_path, capsys, safe_seri
 
 def test_hf_weights_file_alone_converts(tmp_path):
     """A bare pytorch_model.bin (no directory, no config.json) is recognised by its keys."""
-    hf_model = random_hf_classifier(TINY_ARCH, num_labels=3)
+    hf_model = random_hf_classifier(FAST_TEST_ARCH, num_labels=3)
     src = tmp_path / 'pytorch_model.bin'
     torch.save(hf_model.state_dict(), src)
     meta = checkpoint.convert_checkpoint(src, tmp_path / 'out.pth')
@@ -510,9 +510,9 @@ def test_headless_hf_model_converts_and_starts_a_dense_backbone(tmp_path, capsys
     from cvt_mm.checkpoint.key_mapping import convert_state_dict
     from cvt_mm.testing import randomize_norms
 
-    hf_config = transformers.CvtConfig(embed_dim=TINY_ARCH['embed_dims'],
-                                       depth=TINY_ARCH['depths'],
-                                       num_heads=TINY_ARCH['num_heads'])
+    hf_config = transformers.CvtConfig(embed_dim=FAST_TEST_ARCH['embed_dims'],
+                                       depth=FAST_TEST_ARCH['depths'],
+                                       num_heads=FAST_TEST_ARCH['num_heads'])
     hf_model = randomize_norms(transformers.CvtModel(hf_config, add_pooling_layer=False))
     hf_dir = tmp_path / 'cvt-headless'
     hf_model.save_pretrained(hf_dir)
@@ -531,7 +531,7 @@ def test_headless_hf_model_converts_and_starts_a_dense_backbone(tmp_path, capsys
 
     meta = load_converted(dst)['meta']
     assert meta['source_format'] == 'hf' and meta['classifier'] is False
-    assert meta['num_classes'] is None and meta['arch'] == TINY_ARCH
+    assert meta['num_classes'] is None and meta['arch'] == FAST_TEST_ARCH
 
     cfg = Config.fromfile(str(REPO / 'configs' / 'cvt13_maskrcnn_coco.py'))
     backbone_cfg = cfg.model.backbone

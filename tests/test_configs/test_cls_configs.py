@@ -26,7 +26,7 @@ from torchvision import transforms as T
 import cvt_mm  # noqa: F401  (registers CvT)
 from cvt_mm import checkpoint
 from cvt_mm.models.backbones.cvt import CvT
-from cvt_mm.testing import TINY_ARCH
+from cvt_mm.testing import FAST_TEST_ARCH
 
 # config -> (variant, evaluation resolution)
 CLASSIFICATION_CONFIGS = {
@@ -46,7 +46,7 @@ OFFICIAL_OPTIMISER = {
 }
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
-TINY_HEAD_CHANNELS = TINY_ARCH['embed_dims'][-1]
+TINY_HEAD_CHANNELS = FAST_TEST_ARCH['embed_dims'][-1]
 
 # (width, height) of the fake images: landscape and portrait with a long side that the
 # short-side resize does not map to a whole number, and one smaller than the crop.
@@ -87,7 +87,7 @@ def quiet_runner_cfg(cfg: Config, work_dir: Path, batch_size: int) -> Config:
         cfg[f'{key}_cfg'] = None
         cfg[f'{key}_evaluator'] = None
     cfg.default_hooks.logger.interval = 1
-    cfg.model.backbone.arch = TINY_ARCH
+    cfg.model.backbone.arch = FAST_TEST_ARCH
     cfg.model.head.in_channels = TINY_HEAD_CHANNELS
     return cfg
 
@@ -306,13 +306,13 @@ def tiny_imagenet_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     with torch.no_grad():
         classifier = MODELS.build(dict(
-            type='ImageClassifier', backbone=dict(type='CvT', arch=TINY_ARCH),
+            type='ImageClassifier', backbone=dict(type='CvT', arch=FAST_TEST_ARCH),
             head=dict(type='LinearClsHead', num_classes=1000, in_channels=TINY_HEAD_CHANNELS)))
         for param in classifier.parameters():  # distinguishable from any fresh init
             param.normal_(0, 0.5)
     src = root / 'tiny_classifier.pth'
     torch.save({'state_dict': classifier.state_dict()}, src)
-    dst = root / 'cvt_tiny_in1k.pth'
+    dst = root / 'cvt_demo_in1k.pth'
     checkpoint.convert_checkpoint(src, dst)
     return dst
 

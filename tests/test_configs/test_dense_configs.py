@@ -1,6 +1,6 @@
 """The Mask R-CNN and UperNet configs: they build, train and validate, and load classifiers.
 
-The real configs are used as written. Runs on toy data (cvt_mm.datasets.toy_shapes, COCO and
+The real configs are used as written. Runs on toy data (cvt_mm.toy.shapes, COCO and
 ADE20K layouts) swap in a tiny CvT and scale every pipeline size down so that an iteration
 takes seconds on a CPU; the real CvT-13 Mask R-CNN runs once at a small image size.
 """
@@ -23,7 +23,7 @@ from mmengine.runner import Runner
 
 from cvt_mm.apis import classifier_cfg
 from cvt_mm.engine import register_task_modules, task_scope
-from cvt_mm.testing import TINY_ARCH, randomize_norms
+from cvt_mm.testing import FAST_TEST_ARCH, randomize_norms
 
 DETECTION_CONFIGS = ('cvt13_maskrcnn_coco.py', 'cvt13_maskrcnn-3x_coco.py',
                      'cvt21_maskrcnn_coco.py', 'cvt13_maskrcnn-layerdecay_coco.py',
@@ -266,7 +266,7 @@ def test_classification_checkpoint_initialises_dense_backbone(config_name, toy_d
                                                                tmp_path):
     register_task_modules('mmpretrain')
     from mmpretrain.registry import MODELS as CLASSIFIERS
-    classifier = randomize_norms(CLASSIFIERS.build(classifier_cfg(TINY_ARCH, 10)))
+    classifier = randomize_norms(CLASSIFIERS.build(classifier_cfg(FAST_TEST_ARCH, 10)))
     for stage in classifier.backbone.stages:
         if stage.cls_token is not None:
             torch.nn.init.normal_(stage.cls_token)  # not the zeros it starts as

@@ -15,7 +15,7 @@ from helpers import CONFIG_DIR, TOY_IMAGE_SIZE, LogCapture, load_repo_config, to
 from mmengine.runner import Runner
 from PIL import Image
 
-from cvt_mm.datasets import toy_shapes
+from cvt_mm.toy import shapes
 
 DETECTION = 'examples/cvt13_maskrcnn_own-coco-5cls.py'
 SEGMENTATION = 'examples/cvt13_upernet_own-seg-6cls.py'
@@ -35,9 +35,9 @@ def single_thread():
 def make_own_coco(cfg, staging: Path) -> None:
     """The toy COCO set, its categories renamed to the recipe's classes (ids 1..5 in order),
     written where the recipe's data sets look (relative to the working directory)."""
-    toy_shapes.make_coco(staging, num_train=2, num_val=2, image_size=TOY_IMAGE_SIZE, seed=0)
+    shapes.make_coco(staging, num_train=2, num_val=2, image_size=TOY_IMAGE_SIZE, seed=0)
     classes = cfg.train_dataloader.dataset.metainfo['classes']
-    assert len(classes) == len(toy_shapes.SHAPE_CLASSES)
+    assert len(classes) == len(shapes.SHAPE_CLASSES)
     for loader in LOADERS:
         dataset, split = cfg[loader].dataset, SOURCE_SPLIT[loader]
         data = json.loads((staging / 'annotations' / f'instances_{split}2017.json').read_text())
@@ -53,10 +53,10 @@ def make_own_coco(cfg, staging: Path) -> None:
 def make_own_segmentation(cfg, staging: Path) -> None:
     """The toy ADE20K set with its label maps as class indices (background 0, the shapes
     1..5: the on-disk value minus one), under the recipe's img_dir / ann_dir."""
-    toy_shapes.make_ade(staging, num_train=2, num_val=2, image_size=TOY_IMAGE_SIZE, seed=0)
+    shapes.make_ade(staging, num_train=2, num_val=2, image_size=TOY_IMAGE_SIZE, seed=0)
     root = staging / 'ADEChallengeData2016'
     classes = cfg.train_dataloader.dataset.metainfo['classes']
-    assert len(classes) == len(toy_shapes.ADE_TOY_CLASSES)
+    assert len(classes) == len(shapes.ADE_TOY_CLASSES)
     for loader in LOADERS:
         dataset = cfg[loader].dataset
         folder = {'train': 'training', 'val': 'validation'}[SOURCE_SPLIT[loader]]
@@ -65,7 +65,7 @@ def make_own_segmentation(cfg, staging: Path) -> None:
         shutil.copytree(root / 'images' / folder, images)
         label_maps.mkdir(parents=True)
         for path in sorted((root / 'annotations' / folder).glob('*.png')):
-            values = np.asarray(Image.open(path)) - toy_shapes.ADE_BACKGROUND_VALUE
+            values = np.asarray(Image.open(path)) - shapes.ADE_BACKGROUND_VALUE
             assert values.min() >= 0 and values.max() < len(classes)
             Image.fromarray(values.astype(np.uint8)).save(label_maps / path.name)
 

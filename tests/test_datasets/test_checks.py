@@ -11,7 +11,8 @@ import pytest
 from helpers import TOOLS_DIR, load_repo_config, toy_config
 from mmengine.config import Config
 
-from cvt_mm.datasets import checks, toy_shapes
+from cvt_mm.datasets import checks
+from cvt_mm.toy import shapes
 
 NUM_IMAGES = 3
 
@@ -31,7 +32,7 @@ def ade_config(root):
 
 def imagenet_config(root):
     dataset = dict(type='CustomDataset', data_root=str(root), ann_file='meta/train.txt',
-                   data_prefix='train', classes=list(toy_shapes.SHAPE_CLASSES), pipeline=[])
+                   data_prefix='train', classes=list(shapes.SHAPE_CLASSES), pipeline=[])
     return Config(dict(default_scope='mmpretrain', train_dataloader=dict(dataset=dataset)))
 
 
@@ -42,7 +43,7 @@ def run_tool(config, *args):
 
 @pytest.fixture
 def coco_root(tmp_path):
-    toy_shapes.make_coco(tmp_path / 'coco', num_train=NUM_IMAGES, num_val=NUM_IMAGES,
+    shapes.make_coco(tmp_path / 'coco', num_train=NUM_IMAGES, num_val=NUM_IMAGES,
                          image_size=64, seed=0)
     return tmp_path
 
@@ -107,7 +108,7 @@ def test_truncated_coco_json_names_the_file(coco_root, tmp_path):
 
 
 def test_ade_label_map_faults(tmp_path):
-    toy_shapes.make_ade(tmp_path / 'ade', num_train=NUM_IMAGES, num_val=1, image_size=64, seed=0)
+    shapes.make_ade(tmp_path / 'ade', num_train=NUM_IMAGES, num_val=1, image_size=64, seed=0)
     annotations = tmp_path / 'ade' / 'ADEChallengeData2016' / 'annotations' / 'training'
     wrong_size = annotations / 'ADE_train_00000001.png'
     cv2.imwrite(str(wrong_size), np.ones((32, 64), np.uint8))
@@ -130,7 +131,7 @@ def test_ade_label_map_faults(tmp_path):
 
 def test_classification_faults(tmp_path):
     root = tmp_path / 'imagenet'
-    toy_shapes.make_imagenet(root, train_per_class=1, val_per_class=1, seed=0)
+    shapes.make_imagenet(root, train_per_class=1, val_per_class=1, seed=0)
     meta = root / 'meta' / 'train.txt'
     lines = meta.read_text().splitlines()
     lines[0] = lines[0].rsplit(' ', 1)[0] + ' 7'  # five classes
@@ -150,7 +151,7 @@ def test_classification_faults(tmp_path):
 
 def test_missing_classification_annotation_file(tmp_path):
     root = tmp_path / 'imagenet'
-    toy_shapes.make_imagenet(root, train_per_class=1, val_per_class=1, seed=0)
+    shapes.make_imagenet(root, train_per_class=1, val_per_class=1, seed=0)
     (root / 'meta' / 'train.txt').unlink()
     problems = checks.check_config(imagenet_config(root))['train']
     assert [(p.file, p.kind) for p in problems] == [
@@ -160,7 +161,7 @@ def test_missing_classification_annotation_file(tmp_path):
 def test_missing_and_empty_ade_folders_are_named_once(tmp_path):
     """A missing label folder is one fault, not one per label map; an image folder without
     images is an empty data set, not a parse failure of an annotation file it does not have."""
-    toy_shapes.make_ade(tmp_path / 'ade', num_train=NUM_IMAGES, num_val=1, image_size=64, seed=0)
+    shapes.make_ade(tmp_path / 'ade', num_train=NUM_IMAGES, num_val=1, image_size=64, seed=0)
     root = tmp_path / 'ade' / 'ADEChallengeData2016'
     shutil.rmtree(root / 'annotations' / 'training')
     shutil.rmtree(root / 'images' / 'validation')

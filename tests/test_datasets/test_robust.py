@@ -5,8 +5,9 @@ import pickle
 import pytest
 from helpers import LogCapture, load_repo_config, toy_config
 
-from cvt_mm.datasets import BadSampleError, SkipBadSamples, skip_bad_samples, toy_shapes
+from cvt_mm.datasets import BadSampleError, SkipBadSamples, skip_bad_samples
 from cvt_mm.engine import build_runner
+from cvt_mm.toy import shapes
 
 NUM_TRAIN = 4  # two iterations of two images; two of the four are corrupt
 
@@ -15,7 +16,7 @@ NUM_TRAIN = 4  # two iterations of two images; two of the four are corrupt
 def corrupt_coco(tmp_path_factory):
     """Toy COCO whose train images 1 and 3 (indices 0 and 2) are garbage bytes."""
     root = tmp_path_factory.mktemp('corrupt_coco')
-    toy_shapes.make_coco(root / 'coco', num_train=NUM_TRAIN, num_val=1, image_size=128, seed=0)
+    shapes.make_coco(root / 'coco', num_train=NUM_TRAIN, num_val=1, image_size=128, seed=0)
     corrupt = [root / 'coco' / 'train2017' / f'{image_id:012d}.jpg' for image_id in (1, 3)]
     for path in corrupt:
         path.write_bytes(b'\x00garbage, not a JPEG\xff' * 64)
@@ -121,7 +122,7 @@ def test_worker_copies_share_the_record_and_log_once(files, tmp_path):
 def test_an_unparsable_annotation_file_is_named(tmp_path):
     from cvt_mm.engine import register_task_modules
     register_task_modules('mmdet')
-    toy_shapes.make_coco(tmp_path / 'coco', num_train=1, num_val=1, image_size=64, seed=0)
+    shapes.make_coco(tmp_path / 'coco', num_train=1, num_val=1, image_size=64, seed=0)
     ann_file = tmp_path / 'coco' / 'annotations' / 'instances_train2017.json'
     ann_file.write_text(ann_file.read_text()[:100])
     with pytest.raises(BadSampleError, match=rf'^{ann_file}: building CocoDataset from this '

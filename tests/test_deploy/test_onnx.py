@@ -25,7 +25,7 @@ from cvt_mm.deploy import (
 )
 from cvt_mm.models.backbones.cpu_kernels import CpuKernels
 from cvt_mm.models.backbones.cvt import CvT
-from cvt_mm.testing import TINY_ARCH, randomize_biases, randomize_norms
+from cvt_mm.testing import FAST_TEST_ARCH, randomize_biases, randomize_norms
 
 TRACED_SHAPE = (64, 64)
 # (batch, height, width): odd sizes and three batches. 200x190 gives stage 0 2,400 tokens,
@@ -39,7 +39,7 @@ DENSE_CONFIGS = {'mmdet': 'cvt13_maskrcnn_coco.py', 'mmseg': 'cvt13_upernet_ade2
 def tiny_backbone(**kwargs) -> CvT:
     kwargs.setdefault('out_type', 'featmap')
     kwargs.setdefault('out_indices', (0, 1, 2) if kwargs['out_type'] == 'featmap' else -1)
-    model = CvT(arch=TINY_ARCH, **kwargs)
+    model = CvT(arch=FAST_TEST_ARCH, **kwargs)
     model.init_weights()
     randomize_biases(model)
     return randomize_norms(model).eval()  # eval: BNs folded, running stats that matter
@@ -84,7 +84,7 @@ def test_pooled_keys_export_at_any_batch_and_size(tmp_path):
 
 
 def test_plain_export_of_the_classifier(tmp_path):
-    classifier = CLS_MODELS.build(classifier_cfg(TINY_ARCH, num_classes=5))
+    classifier = CLS_MODELS.build(classifier_cfg(FAST_TEST_ARCH, num_classes=5))
     classifier.init_weights()
     randomize_norms(classifier.backbone)
     classifier.eval()
@@ -97,7 +97,7 @@ def test_the_exported_graph_has_the_folded_and_fused_eval_path(tmp_path):
     plain_export(model, tmp_path / 'cvt.onnx')
     ops = [node.op_type for node in onnx.load(str(tmp_path / 'cvt.onnx')).graph.node]
     assert 'ScatterND' not in ops and 'Loop' not in ops
-    blocks = sum(TINY_ARCH['depths'])
+    blocks = sum(FAST_TEST_ARCH['depths'])
     # Per block: q, k, v, the attention's two, the output projection, fc1 and fc2.
     assert ops.count('MatMul') == 8 * blocks
     assert ops.count('Sigmoid') == blocks
@@ -144,7 +144,7 @@ def test_dynamo_export_at_opset_23_fuses_each_blocks_attention(tmp_path):
     model = tiny_backbone()
     path = export_onnx(model, tmp_path / 'cvt.onnx', TRACED_SHAPE, dynamo=True, opset_version=23)
     ops = [node.op_type for node in onnx.load(str(path)).graph.node]
-    assert ops.count('Attention') == sum(CvT.parse_arch(TINY_ARCH)['depths'])
+    assert ops.count('Attention') == sum(CvT.parse_arch(FAST_TEST_ARCH)['depths'])
     assert 'Softmax' not in ops
     assert_close_at_all_sizes(model, path)
 

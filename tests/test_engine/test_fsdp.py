@@ -7,9 +7,9 @@ from mmpretrain.registry import MODELS
 from resume_runs import load, max_difference, train
 
 from cvt_mm.apis import classifier_cfg
-from cvt_mm.datasets import toy_shapes
 from cvt_mm.engine import cvt_block_wrap_policy
-from cvt_mm.testing import TINY_ARCH
+from cvt_mm.testing import FAST_TEST_ARCH
+from cvt_mm.toy import shapes
 
 
 def fsdp_config(tmp_path, name: str, *hooks: dict):
@@ -17,11 +17,11 @@ def fsdp_config(tmp_path, name: str, *hooks: dict):
     of one image per rank, a checkpoint every epoch."""
     data_root = tmp_path / 'imagenet'
     if not data_root.exists():
-        toy_shapes.make_imagenet(data_root, train_per_class=2, val_per_class=1, seed=0)
+        shapes.make_imagenet(data_root, train_per_class=2, val_per_class=1, seed=0)
     cfg = Config.fromfile(CONFIG_DIR / 'fsdp' / 'cvtw24_in22k-384.py')
     assert cfg.strategy.model_wrapper.auto_wrap_policy.type == 'cvt_block_wrap_policy'
-    cfg.model.backbone.arch = TINY_ARCH
-    cfg.model.head.update(num_classes=5, in_channels=TINY_ARCH['embed_dims'][-1])
+    cfg.model.backbone.arch = FAST_TEST_ARCH
+    cfg.model.head.update(num_classes=5, in_channels=FAST_TEST_ARCH['embed_dims'][-1])
     cfg.model.train_cfg = None  # no Mixup/CutMix on five images
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         split = 'train' if loader == 'train_dataloader' else 'val'
@@ -54,7 +54,7 @@ def test_fsdp_config_trains_and_resumes_inside_an_epoch_bit_for_bit(tmp_path):
     # FSDP's own deprecation notice for the state-dict API the strategy calls: it did wrap.
     assert 'set_state_dict_type' in output
     reference = reference_dir / 'epoch_2.pth'
-    classifier = MODELS.build(classifier_cfg(TINY_ARCH, 5))
+    classifier = MODELS.build(classifier_cfg(FAST_TEST_ARCH, 5))
     classifier.load_state_dict(load(reference)['state_dict'], strict=True)
 
     work_dir = tmp_path / 'preempted'
@@ -73,8 +73,8 @@ def test_fsdp_config_trains_and_resumes_inside_an_epoch_bit_for_bit(tmp_path):
 def test_each_cvt_block_is_one_fsdp_unit():
     from cvt_mm.models import CvT
     from cvt_mm.models.backbones.cvt import CvTBlock
-    model = CvT(arch=TINY_ARCH)
+    model = CvT(arch=FAST_TEST_ARCH)
     wrapped = [name for name, module in model.named_modules()
                if cvt_block_wrap_policy(module, recurse=False, nonwrapped_numel=0)]
     blocks = [name for name, module in model.named_modules() if isinstance(module, CvTBlock)]
-    assert wrapped == blocks and len(blocks) == sum(TINY_ARCH['depths'])
+    assert wrapped == blocks and len(blocks) == sum(FAST_TEST_ARCH['depths'])

@@ -19,7 +19,7 @@ from cvt_mm.apis import classifier_cfg
 from cvt_mm.engine import register_task_modules
 from cvt_mm.engine.optimizers import LayerDecayOptimWrapperConstructor, layer_depth_fn
 from cvt_mm.models import CvT
-from cvt_mm.testing import TINY_ARCH
+from cvt_mm.testing import FAST_TEST_ARCH
 
 CVT13_NUM_LAYERS = 17
 STAGE0_PARAM = 'backbone.stages.0.patch_embed.proj.weight'  # depth 0
@@ -69,7 +69,7 @@ def test_cvt13_depths_follow_the_tokens_through_the_network():
 
 
 def test_tiny_arch_counts_its_own_depths():
-    backbone = CvT(TINY_ARCH)  # depths [1, 2, 3]: 6 blocks, 3 embeddings, 1 for the rest
+    backbone = CvT(FAST_TEST_ARCH)  # depths [1, 2, 3]: 6 blocks, 3 embeddings, 1 for the rest
     assert backbone.get_layer_depth('stages.2.blocks.2.norm2.weight') == (8, 10)
     assert backbone.get_layer_depth('cls_norm.weight') == (9, 10)
 
@@ -103,7 +103,7 @@ def test_constructors_decay_the_classifier_by_depth(constructor):
 
 def test_cvt_mm_constructor_agrees_with_mmpretrain_on_the_classifier():
     register_task_modules('mmpretrain')
-    model = CLASSIFIERS.build(classifier_cfg(TINY_ARCH, 5))
+    model = CLASSIFIERS.build(classifier_cfg(FAST_TEST_ARCH, 5))
     optim_cfg = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
     paramwise = dict(layer_decay_rate=0.65, **CLASSIFIER_PARAMWISE)
     ours = LayerDecayOptimWrapperConstructor(optim_cfg, paramwise)(model)
@@ -118,7 +118,7 @@ def test_cvt_mm_constructor_agrees_with_mmpretrain_on_the_classifier():
 
 
 # ----------------------------------------------------------------------------- simplest form
-TINY_NUM_LAYERS = 10  # TINY_ARCH: 3 embeddings, 6 blocks, 1 for the rest
+TINY_NUM_LAYERS = 10  # FAST_TEST_ARCH: 3 embeddings, 6 blocks, 1 for the rest
 MINIMAL_OPTIM_WRAPPER = dict(constructor='LayerDecayOptimWrapperConstructor',
                              paramwise_cfg=dict(layer_decay_rate=0.5),
                              optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
@@ -128,7 +128,7 @@ def tiny_task_model(task):
     """The classifier, Mask R-CNN or UperNet with the tiny CvT and the real heads."""
     if task == 'classifier':
         register_task_modules('mmpretrain')
-        return CLASSIFIERS.build(classifier_cfg(TINY_ARCH, 5)), 'head.fc.weight'
+        return CLASSIFIERS.build(classifier_cfg(FAST_TEST_ARCH, 5)), 'head.fc.weight'
     config_name, head_param = {
         'maskrcnn': ('cvt13_maskrcnn_coco.py', 'roi_head.bbox_head.fc_cls.weight'),
         'upernet': ('cvt13_upernet_ade20k.py', 'decode_head.conv_seg.weight')}[task]
@@ -155,7 +155,7 @@ def test_layer_decay_rate_alone_decays_every_task(task):
 
 def tiny_classifier():
     register_task_modules('mmpretrain')
-    return CLASSIFIERS.build(classifier_cfg(TINY_ARCH, 5))
+    return CLASSIFIERS.build(classifier_cfg(FAST_TEST_ARCH, 5))
 
 
 def build_tiny(paramwise_cfg, model=None, optimizer=dict(type='AdamW', lr=1e-3,

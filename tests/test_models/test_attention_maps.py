@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cvt_mm.models.backbones.cvt import CvT
-from cvt_mm.testing import TINY_ARCH, randomize_biases, randomize_norms
+from cvt_mm.testing import FAST_TEST_ARCH, randomize_biases, randomize_norms
 from cvt_mm.visualization import (
     attention_rollout,
     attention_weights,
@@ -21,7 +21,7 @@ INPUT_SHAPE = (2, 3, 61, 47)  # odd sizes: uneven strided key grids
 @pytest.fixture(scope='module')
 def backbone():
     torch.manual_seed(0)
-    model = CvT(arch=TINY_ARCH, out_type='featmap', out_indices=(0, 1, 2))
+    model = CvT(arch=FAST_TEST_ARCH, out_type='featmap', out_indices=(0, 1, 2))
     model.init_weights()
     randomize_biases(model)
     return randomize_norms(model).eval()
@@ -29,7 +29,7 @@ def backbone():
 
 @pytest.fixture(scope='module')
 def captured(backbone):
-    blocks = [(stage, block) for stage, depth in enumerate(TINY_ARCH['depths'])
+    blocks = [(stage, block) for stage, depth in enumerate(FAST_TEST_ARCH['depths'])
               for block in range(depth)]
     with capture_attention_inputs(backbone, blocks) as inputs, torch.no_grad():
         backbone(torch.randn(*INPUT_SHAPE, generator=torch.Generator().manual_seed(1)))
@@ -125,7 +125,7 @@ def explicit_rollout(attn_modules, captured_inputs, query):
 
 @pytest.mark.parametrize('stage,query', [(1, 7), (2, 0), (2, 11)])
 def test_rollout_equals_the_product_of_full_matrices(backbone, captured, stage, query):
-    depth = TINY_ARCH['depths'][stage]
+    depth = FAST_TEST_ARCH['depths'][stage]
     attn_modules = [backbone.stages[stage].blocks[i].attn for i in range(depth)]
     inputs = [captured[(stage, i)] for i in range(depth)]
     with torch.no_grad():
@@ -164,7 +164,7 @@ def test_visualize_attention_draws_a_figure(backbone, tmp_path, options):
 def test_windowed_blocks_weights_reproduce_their_attention_output(backbone, captured, pool_kv):
     """In a windowed block each query's weights cover its own window's keys only, and times V
     they give what the block's windowed attention returns; also with pooled keys."""
-    windowed = CvT(arch=TINY_ARCH, out_type='featmap', out_indices=(0, 1, 2),
+    windowed = CvT(arch=FAST_TEST_ARCH, out_type='featmap', out_indices=(0, 1, 2),
                    window_size=(8, 4 * pool_kv, 0), pool_kv=pool_kv)
     windowed.load_state_dict(backbone.state_dict())
     attn = windowed.eval().stages[0].blocks[0].attn

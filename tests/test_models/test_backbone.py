@@ -8,12 +8,12 @@ import torch.nn as nn
 import cvt_mm  # noqa: F401  (registers CvT)
 from cvt_mm.models.backbones.cvt import CvT
 from cvt_mm.models.backbones.layers import stage_drop_path_rates
-from cvt_mm.testing import TINY_ARCH, randomize_biases, randomize_norms
+from cvt_mm.testing import FAST_TEST_ARCH, randomize_biases, randomize_norms
 from cvt_mm.visualization.attention import key_map_size
 
 
 def tiny(**kwargs):
-    return CvT(arch=TINY_ARCH, **kwargs)
+    return CvT(arch=FAST_TEST_ARCH, **kwargs)
 
 
 @pytest.mark.parametrize('size', [(64, 64), (67, 93), (33, 41), (224, 160)])
@@ -21,7 +21,7 @@ def test_featmap_strides_any_size(size):
     model = tiny(out_type='featmap', out_indices=(0, 1, 2)).eval()
     x = torch.randn(1, 3, *size)
     outs = model(x)
-    assert [o.shape[1] for o in outs] == TINY_ARCH['embed_dims']
+    assert [o.shape[1] for o in outs] == FAST_TEST_ARCH['embed_dims']
     expected = []
     h, w = size
     for kernel, stride, pad in zip(CvT.patch_sizes, CvT.patch_strides, CvT.patch_paddings):
@@ -227,7 +227,7 @@ def test_switch_to_deploy_keeps_outputs():
 def test_builds_from_each_task_registry(scope):
     import importlib
     registry = importlib.import_module(f'{scope}.registry').MODELS
-    model = registry.build(dict(type='CvT', arch=TINY_ARCH, out_type='featmap',
+    model = registry.build(dict(type='CvT', arch=FAST_TEST_ARCH, out_type='featmap',
                                 out_indices=(0, 1, 2)))
     assert isinstance(model, CvT)
     assert len(model(torch.randn(2, 3, 64, 64))) == 3

@@ -16,7 +16,7 @@ from cvt_mm.models.backbones.cpu_kernels import (
     cpu_kernels_apply,
 )
 from cvt_mm.models.backbones.cvt import ConvAttention, CvT, Mlp
-from cvt_mm.testing import TINY_ARCH, randomize_biases, randomize_norms
+from cvt_mm.testing import FAST_TEST_ARCH, randomize_biases, randomize_norms
 from cvt_mm.testing.saved_tensors import weight_copies_saved_for_backward
 
 
@@ -273,7 +273,7 @@ def test_a_jit_trace_sees_no_kernels():
 
 def tiny(**kwargs):
     torch.manual_seed(0)
-    return CvT(arch=TINY_ARCH, **kwargs)
+    return CvT(arch=FAST_TEST_ARCH, **kwargs)
 
 
 def test_cpu_kernels_false_runs_the_plain_modules(monkeypatch, threads):
@@ -327,6 +327,6 @@ def test_plain_modules_on_the_cpu_save_no_copy_of_a_weight():
     # The CPU kernels keep one: the stacked k/v weight of the batched projection, per block.
     model = tiny().train()
     copies = weight_copies_saved_for_backward(model, lambda: model(x))
-    assert copies.count == sum(TINY_ARCH['depths'])
+    assert copies.count == sum(FAST_TEST_ARCH['depths'])
     assert copies.bytes == sum(2 * width * width * 4 * depth for width, depth in
-                               zip(TINY_ARCH['embed_dims'], TINY_ARCH['depths']))
+                               zip(FAST_TEST_ARCH['embed_dims'], FAST_TEST_ARCH['depths']))

@@ -19,7 +19,7 @@ import torch
 from mmengine.logging import MMLogger
 
 from cvt_mm.models.backbones.cvt import CvT
-from cvt_mm.testing import TINY_ARCH, randomize_biases, randomize_norms
+from cvt_mm.testing import FAST_TEST_ARCH, randomize_biases, randomize_norms
 
 GOLDEN = Path(__file__).resolve().parents[1] / 'data' / 'cvt_golden.pt'
 # A float32 rounding, relative to a tensor's norm: the arithmetic of the golden run in the same
@@ -71,7 +71,7 @@ CASES = {
 
 def build(arch, **kwargs) -> CvT:
     torch.manual_seed(0)
-    model = CvT(arch=TINY_ARCH if arch == 'tiny' else arch, **kwargs)
+    model = CvT(arch=FAST_TEST_ARCH if arch == 'tiny' else arch, **kwargs)
     model.init_weights()
     randomize_biases(model)
     return randomize_norms(model)

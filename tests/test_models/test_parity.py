@@ -7,7 +7,7 @@ import cvt_mm  # noqa: F401
 from cvt_mm.apis import classifier_cfg
 from cvt_mm.checkpoint.key_mapping import convert_state_dict
 from cvt_mm.models.backbones.cvt import CvT
-from cvt_mm.testing import TINY_ARCH, build_hf_and_cvt_mm, compare_with_hf
+from cvt_mm.testing import FAST_TEST_ARCH, build_hf_and_cvt_mm, compare_with_hf
 
 
 @pytest.mark.parametrize('size', [(224, 224), (131, 97)])
@@ -21,14 +21,14 @@ def test_cvt13_matches_hf_logits_and_stage_maps(size):
 
 
 def test_tiny_matches_hf_batch_of_one():
-    hf_model, ours = build_hf_and_cvt_mm(TINY_ARCH, 7, seed=3)
+    hf_model, ours = build_hf_and_cvt_mm(FAST_TEST_ARCH, 7, seed=3)
     diffs = compare_with_hf(hf_model, ours, torch.randn(1, 3, 45, 77))
     assert diffs['logits'] < 1e-5 and max(diffs['stages']) < 1e-5
 
 
 def test_a_wrong_mapping_would_be_caught():
     """Swapping two same-shaped tensors (k and v projections) must break parity."""
-    hf_model, ours = build_hf_and_cvt_mm(TINY_ARCH, 7)
+    hf_model, ours = build_hf_and_cvt_mm(FAST_TEST_ARCH, 7)
     attn = ours.backbone.stages[2].blocks[0].attn
     with torch.no_grad():
         weight_k = attn.proj_k.weight.clone()
@@ -41,12 +41,12 @@ def test_quick_gelu_is_the_default_and_computes_the_official_formula():
     """The default classifier's MLPs compute ``x * sigmoid(1.702 x)`` (the official
     QuickGELU), and so differ from HF's exact GELU on the same weights."""
     from cvt_mm.models.backbones.cvt import Mlp
-    _, ours_gelu = build_hf_and_cvt_mm(TINY_ARCH, 5)
-    ours_quick = MODELS.build(classifier_cfg(TINY_ARCH, 5))
+    _, ours_gelu = build_hf_and_cvt_mm(FAST_TEST_ARCH, 5)
+    ours_quick = MODELS.build(classifier_cfg(FAST_TEST_ARCH, 5))
     ours_quick.load_state_dict(ours_gelu.state_dict())
     ours_quick.eval()
     activations = [mlp.act for mlp in ours_quick.modules() if isinstance(mlp, Mlp)]
-    assert len(activations) == sum(TINY_ARCH['depths'])
+    assert len(activations) == sum(FAST_TEST_ARCH['depths'])
     h = torch.linspace(-6, 6, 101)
     for act in activations:
         torch.testing.assert_close(act(h), h * torch.sigmoid(1.702 * h), rtol=1e-6, atol=1e-6)
@@ -67,7 +67,7 @@ def test_parameter_counts_match_the_paper(arch, expected):
 def test_training_mode_gradients_match_hf():
     """Training runs other code than inference (batch-statistics BN, no chunked MLP, autograd
     through the fused k/v path): its loss and every parameter gradient must match HF's."""
-    hf_model, ours = build_hf_and_cvt_mm(TINY_ARCH, 7, seed=1)
+    hf_model, ours = build_hf_and_cvt_mm(FAST_TEST_ARCH, 7, seed=1)
     for model in (hf_model, ours):
         model.train()
         for module in model.modules():  # stochastic depth and dropout off on both sides

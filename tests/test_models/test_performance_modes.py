@@ -15,13 +15,13 @@ from mmengine.registry import DefaultScope
 
 from cvt_mm.models.backbones import layers
 from cvt_mm.models.backbones.cvt import CvT, Mlp, QuickGELU
-from cvt_mm.testing import TINY_ARCH, randomize_biases, randomize_norms
+from cvt_mm.testing import FAST_TEST_ARCH, randomize_biases, randomize_norms
 
 
 def tiny(**kwargs):
     kwargs.setdefault('out_type', 'featmap')
     kwargs.setdefault('out_indices', (0, 1, 2))
-    model = CvT(arch=TINY_ARCH, drop_path_rate=0., **kwargs)
+    model = CvT(arch=FAST_TEST_ARCH, drop_path_rate=0., **kwargs)
     model.init_weights()
     randomize_biases(model)
     return randomize_norms(model)
@@ -155,7 +155,7 @@ def test_cvt_builds_its_own_quickgelu_in_every_scope(scope):
     # mmpretrain and mmseg register a QuickGELU of their own (the same function, not folded nor
     # chunked): under their default scope, as in their configs, the model must still get ours.
     with DefaultScope.overwrite_default_scope(scope):
-        backbone = CvT(arch=TINY_ARCH).train()
+        backbone = CvT(arch=FAST_TEST_ARCH).train()
         # A scoped name still chooses that library's class (mmdet has none).
         if scope != 'mmdet':
             theirs = Mlp(16, 64, dict(type=f'{scope}.QuickGELU')).act

@@ -17,7 +17,7 @@ import pytest
 import torch
 from helpers import TOOLS_DIR, load_repo_config, toy_config
 
-from cvt_mm.datasets import toy_shapes
+from cvt_mm.toy import shapes
 
 CONFIGS = {'coco': 'cvt13_maskrcnn_coco.py', 'ade': 'cvt13_upernet_ade20k.py'}
 DATA_ROOTS = {'coco': 'coco', 'ade': 'ade/ADEChallengeData2016'}
@@ -50,9 +50,9 @@ def damage(target, how: str) -> None:
 def test_a_broken_data_set_ends_in_one_line_naming_it(layout, tool, part, how, fault, tmp_path):
     data = tmp_path / 'data'
     if layout == 'coco':
-        toy_shapes.make_coco(data / 'coco', num_train=2, num_val=2, image_size=64, seed=0)
+        shapes.make_coco(data / 'coco', num_train=2, num_val=2, image_size=64, seed=0)
     else:
-        toy_shapes.make_ade(data / 'ade', num_train=2, num_val=2, image_size=64, seed=0)
+        shapes.make_ade(data / 'ade', num_train=2, num_val=2, image_size=64, seed=0)
     config = tmp_path / f'{layout}.py'
     toy_config(load_repo_config(CONFIGS[layout]), data).dump(config)
     target = data / DATA_ROOTS[layout] / part

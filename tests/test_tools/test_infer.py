@@ -15,8 +15,8 @@ from helpers import TOOLS_DIR, build_model, load_repo_config, sitecustomize_env,
 from mmengine.config import Config
 
 from cvt_mm.apis import classifier_cfg, input_root, list_images, output_names
-from cvt_mm.datasets import toy_shapes
-from cvt_mm.testing import TINY_ARCH
+from cvt_mm.testing import FAST_TEST_ARCH
+from cvt_mm.toy import shapes
 
 DENSE_CONFIGS = {'mmdet': 'cvt13_maskrcnn_coco.py', 'mmseg': 'cvt13_upernet_ade20k.py'}
 # What ImageClassificationInferencer needs of a config: the model and the test pipeline.
@@ -85,9 +85,9 @@ def without_suffixes(folder) -> list:
 def write_config_and_checkpoint(scope: str, root):
     config = root / f'{scope}.py'
     if scope == 'mmpretrain':
-        num_classes = len(toy_shapes.SHAPE_CLASSES)
+        num_classes = len(shapes.SHAPE_CLASSES)
         config.write_text(CLASSIFICATION_CONFIG.format(
-            model=classifier_cfg(TINY_ARCH, num_classes), num_classes=num_classes))
+            model=classifier_cfg(FAST_TEST_ARCH, num_classes), num_classes=num_classes))
         cfg = Config.fromfile(config)
     else:
         cfg = toy_config(load_repo_config(DENSE_CONFIGS[scope]), root / 'data')
@@ -128,7 +128,7 @@ def test_infer_draws_and_writes_json_and_reports_the_broken_image(scope, images,
             assert label_map.shape == (72, 96) == tuple(prediction['shape'])
             assert sum(prediction['class_pixels'].values()) == 72 * 96
         else:
-            assert len(prediction['pred_scores']) == len(toy_shapes.SHAPE_CLASSES)
+            assert len(prediction['pred_scores']) == len(shapes.SHAPE_CLASSES)
             assert prediction['pred_label'] == int(np.argmax(prediction['pred_scores']))
             assert prediction['img_path'].endswith(name)
 

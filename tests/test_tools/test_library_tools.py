@@ -16,7 +16,7 @@ import mmdet
 import pytest
 from helpers import CONFIG_DIR, REPO_ROOT
 
-from cvt_mm.datasets import toy_shapes
+from cvt_mm.toy import shapes
 
 MMDET_TOOLS = Path(mmdet.__file__).parent / '.mim' / 'tools'
 
@@ -37,9 +37,9 @@ def png_size(path: Path):
 
 
 def test_mmdet_train_and_test_run_the_toy_config(tmp_path):
-    toy_shapes.make_coco(tmp_path / 'data' / 'toy' / 'coco', num_train=2, num_val=2,
+    shapes.make_coco(tmp_path / 'data' / 'toy' / 'coco', num_train=2, num_val=2,
                          image_size=128, seed=0)  # where the toy config looks (cwd)
-    config = CONFIG_DIR / 'toy' / 'cvt_tiny_maskrcnn_toy_scratch.py'
+    config = CONFIG_DIR / 'toy' / 'cvt_demo_maskrcnn_toy_scratch.py'
     work_dir = tmp_path / 'work'
     output = run_tool('train.py', config, '--work-dir', work_dir, '--cfg-options',
                       'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
@@ -60,10 +60,10 @@ def test_mmdet_print_config_and_browse_dataset_take_the_configs(tmp_path):
     output = run_tool('misc/print_config.py', CONFIG_DIR / 'cvt13_maskrcnn_coco.py', cwd=tmp_path)
     assert "type='CvT'" in output and "custom_imports = dict(" in output
 
-    toy_shapes.make_coco(tmp_path / 'data' / 'toy' / 'coco', num_train=2, num_val=2,
+    shapes.make_coco(tmp_path / 'data' / 'toy' / 'coco', num_train=2, num_val=2,
                          image_size=128, seed=0)
     run_tool('analysis_tools/browse_dataset.py',
-             CONFIG_DIR / 'toy' / 'cvt_tiny_maskrcnn_toy_scratch.py', '--not-show',
+             CONFIG_DIR / 'toy' / 'cvt_demo_maskrcnn_toy_scratch.py', '--not-show',
              '--output-dir', tmp_path / 'browse', cwd=tmp_path)
     drawings = sorted((tmp_path / 'browse').glob('*'))
     assert len(drawings) == 2, drawings

@@ -9,11 +9,11 @@ import sys
 import resume_runs
 from helpers import TOOLS_DIR
 
-from cvt_mm.datasets import toy_shapes
+from cvt_mm.toy import shapes
 
 
 def test_preemption_figures_measure_a_signalled_toy_run(tmp_path):
-    toy_shapes.make_coco(tmp_path / 'coco', num_train=4, num_val=1,
+    shapes.make_coco(tmp_path / 'coco', num_train=4, num_val=1,
                          image_size=resume_runs.IMAGE_SIZE, seed=0)
     cfg = resume_runs.detection_config(tmp_path, batch_size=1, max_epochs=1)
     config = tmp_path / 'toy.py'

@@ -17,7 +17,7 @@ from helpers import REPO_ROOT, TOOLS_DIR, free_port
 from resume_runs import max_difference
 from slurm_gate import slurm_queue
 
-from cvt_mm.datasets import toy_shapes
+from cvt_mm.toy import shapes
 
 TIMEOUT = 600  # seconds; a test on 2 idle cores takes well under 90
 
@@ -35,7 +35,7 @@ def detection_config(root: Path, num_train: int, max_epochs: int):
     """The toy Mask R-CNN (resume_runs) on ``num_train`` images, one per process and
     iteration, a checkpoint every epoch, seeded, without validation (only the weights are
     compared)."""
-    toy_shapes.make_coco(root / 'coco', num_train=num_train, num_val=1,
+    shapes.make_coco(root / 'coco', num_train=num_train, num_val=1,
                          image_size=resume_runs.IMAGE_SIZE, seed=0)
     cfg = resume_runs.detection_config(root, batch_size=1, max_epochs=max_epochs,
                                        num_workers=0)

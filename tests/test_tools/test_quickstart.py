@@ -1,4 +1,4 @@
-"""tools/quickstart.py (cvt_mm.apis.quickstart) end to end on a minuscule setting (every stage
+"""tools/quickstart.py (cvt_mm.toy.quickstart) end to end on a minuscule setting (every stage
 runs and leaves its artifacts), and the toy configs it runs. Learning quality is measured in
 docs/quickstart.md, not asserted here."""
 import json
@@ -12,9 +12,8 @@ import pytest
 from helpers import CONFIG_DIR, TOOLS_DIR
 from mmengine.config import Config
 
-from cvt_mm.apis.quickstart import DEFAULT_WORK_DIR, PRETRAINED_NAME
-from cvt_mm.datasets import ADE_TOY_CLASSES, SHAPE_CLASSES
-from cvt_mm.datasets.toy_configs import set_epochs
+from cvt_mm.toy import ADE_TOY_CLASSES, SHAPE_CLASSES
+from cvt_mm.toy.quickstart import DEFAULT_WORK_DIR, PRETRAINED_NAME
 
 QUICKSTART = TOOLS_DIR / 'quickstart.py'
 TOY_CONFIGS = sorted((CONFIG_DIR / 'toy').glob('*.py'))
@@ -40,7 +39,7 @@ def test_quickstart_end_to_end(tmp_path):
 
     summary = json.loads((work_dir / 'metrics.json').read_text())
     # Pretraining left a classifier checkpoint and the detector started from it.
-    pretrained = work_dir / 'pretrain' / 'cvt_tiny_cls_toy.pth'
+    pretrained = work_dir / 'pretrain' / 'cvt_demo_cls_toy.pth'
     assert pretrained.is_file()
     assert Path(summary['pretrained']) == pretrained
     assert 'accuracy/top1' in summary['pretrain_metrics']
@@ -60,7 +59,7 @@ def test_quickstart_end_to_end(tmp_path):
 def test_toy_configs_inherit_the_real_ones(config):
     """Each toy config derives from a real config (directly or through another toy one)."""
     text = config.read_text()
-    assert "_base_ = ['../cvt13_" in text or "_base_ = ['./cvt_tiny_" in text
+    assert "_base_ = ['../cvt13_" in text or "_base_ = ['./cvt_demo_" in text
     cfg = Config.fromfile(str(config))
     assert cfg.model.backbone.type == 'CvT'
     assert isinstance(cfg.model.backbone.arch, dict)
@@ -68,7 +67,7 @@ def test_toy_configs_inherit_the_real_ones(config):
 
 @pytest.mark.parametrize('config', TOY_CONFIGS, ids=lambda path: path.name)
 def test_toy_configs_name_the_generators_classes(config):
-    """The classes of configs/toy/_base_/toy_shapes.py, which cannot import them, are those the
+    """The classes of configs/toy/_base_/shared.py, which cannot import them, are those the
     toy data generator writes, and every class-sized part of each toy config follows them."""
     cfg = Config.fromfile(str(config))
     classes = ADE_TOY_CLASSES if cfg.default_scope == 'mmseg' else SHAPE_CLASSES
@@ -85,13 +84,5 @@ def test_toy_configs_name_the_generators_classes(config):
 
 
 def test_toy_pretrained_checkpoint_is_where_the_quickstart_leaves_it():
-    base = Config.fromfile(str(CONFIG_DIR / 'toy/_base_/toy_shapes.py'))
+    base = Config.fromfile(str(CONFIG_DIR / 'toy/_base_/shared.py'))
     assert base.toy_pretrained == osp.join(DEFAULT_WORK_DIR, 'pretrain', PRETRAINED_NAME)
-
-
-def test_set_epochs_keeps_the_schedule_shape():
-    cfg = Config.fromfile(str(CONFIG_DIR / 'toy/cvt_tiny_maskrcnn_toy.py'))
-    set_epochs(cfg, 1)
-    assert cfg.train_cfg.max_epochs == 1
-    assert cfg.default_hooks.checkpoint.interval == 1
-    assert all(s.get('end', 1) <= 1 for s in cfg.param_scheduler if s.get('by_epoch', True))

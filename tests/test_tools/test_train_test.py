@@ -13,9 +13,9 @@ from mmengine.config import Config
 
 from cvt_mm import engine
 from cvt_mm.apis import classifier_cfg
-from cvt_mm.datasets import toy_shapes
 from cvt_mm.engine import config as engine_config
-from cvt_mm.testing import TINY_ARCH
+from cvt_mm.testing import FAST_TEST_ARCH
+from cvt_mm.toy import shapes
 
 # One tiny config per task library; the dense ones are the real configs made small.
 DENSE_CONFIGS = {'mmdet': 'cvt13_maskrcnn_coco.py', 'mmseg': 'cvt13_upernet_ade20k.py'}
@@ -84,13 +84,13 @@ def task_configs(tmp_path_factory):
     root = tmp_path_factory.mktemp('tool_configs')
     data_root = make_toy_datasets(root / 'data')
     imagenet_root = root / 'data' / 'imagenet'
-    toy_shapes.make_imagenet(imagenet_root, train_per_class=1, val_per_class=1, seed=0)
+    shapes.make_imagenet(imagenet_root, train_per_class=1, val_per_class=1, seed=0)
 
     paths = {}
-    num_classes = len(toy_shapes.SHAPE_CLASSES)
+    num_classes = len(shapes.SHAPE_CLASSES)
     paths['mmpretrain'] = root / 'classification.py'
     paths['mmpretrain'].write_text(CLASSIFICATION_CONFIG.format(
-        model=classifier_cfg(TINY_ARCH, num_classes), num_classes=num_classes,
+        model=classifier_cfg(FAST_TEST_ARCH, num_classes), num_classes=num_classes,
         root=str(imagenet_root), lr=CLASSIFICATION_LR))
     for scope, config_name in DENSE_CONFIGS.items():
         paths[scope] = root / f'{scope}.py'
@@ -136,7 +136,7 @@ def test_test_prints_metrics_and_draws_predictions(scope, task_configs, trained,
     for metric in TEST_METRICS[scope]:
         assert re.search(rf'^{re.escape(metric)}: \d', output, re.MULTILINE), output[-3000:]
     drawn = list(show_dir.rglob('*.jpg')) + list(show_dir.rglob('*.png'))
-    num_test_images = len(toy_shapes.SHAPE_CLASSES) if scope == 'mmpretrain' else 2
+    num_test_images = len(shapes.SHAPE_CLASSES) if scope == 'mmpretrain' else 2
     assert len(drawn) == num_test_images
 
 

@@ -12,7 +12,7 @@ from helpers import TOOLS_DIR
 from cvt_mm.apis import classifier_cfg
 from cvt_mm.apis.transfer import PAPER_TOP1, TOY_STEPS, TRANSFER_CONFIGS
 from cvt_mm.engine import register_task_modules
-from cvt_mm.testing import TINY_ARCH
+from cvt_mm.testing import FAST_TEST_ARCH
 
 CHANCE = 100 / 5  # five toy classes
 
@@ -24,7 +24,7 @@ def tiny_checkpoint(tmp_path_factory):
     register_task_modules('mmpretrain')
     from mmpretrain.registry import MODELS
     torch.manual_seed(0)
-    model = MODELS.build(classifier_cfg(TINY_ARCH, 10))
+    model = MODELS.build(classifier_cfg(FAST_TEST_ARCH, 10))
     model.init_weights()
     path = tmp_path_factory.mktemp('transfer') / 'tiny.pth'
     torch.save({'state_dict': model.state_dict()}, path)

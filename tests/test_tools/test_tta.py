@@ -5,7 +5,7 @@ import test as test_tool  # tools/test.py
 import torch
 from helpers import build_model, load_repo_config, toy_config
 
-from cvt_mm.datasets import toy_shapes
+from cvt_mm.toy import shapes
 
 # The TTA pipeline resizes by factors up to 1.75 of the original image: small images keep the
 # real UperNet heads (512 channels at stride 4) cheap.
@@ -16,7 +16,7 @@ IMAGE_SIZE = 48
 def tiny_upernet(tmp_path_factory):
     """The toy UperNet config on disk and a checkpoint of its (randomly initialised) model."""
     root = tmp_path_factory.mktemp('tta')
-    toy_shapes.make_ade(root / 'ade', num_train=2, num_val=2, image_size=IMAGE_SIZE, seed=0)
+    shapes.make_ade(root / 'ade', num_train=2, num_val=2, image_size=IMAGE_SIZE, seed=0)
     cfg = toy_config(load_repo_config('cvt13_upernet_ade20k.py'), root)
     config = root / 'upernet_toy.py'
     cfg.dump(str(config))

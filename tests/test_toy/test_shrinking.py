@@ -1,7 +1,8 @@
 """shrink_config: a real config re-rooted, its image sizes scaled, its schedule shortened."""
-from helpers import load_repo_config
+from helpers import CONFIG_DIR, load_repo_config
+from mmengine.config import Config
 
-from cvt_mm.datasets.toy_configs import shrink_config
+from cvt_mm.toy.shrinking import set_epochs, shrink_config
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -54,3 +55,11 @@ def test_mask2formers_fixed_size_batch_padding_shrinks_with_its_crops():
     shrink_config(cfg, size_factor=0.125)
     assert pipeline_step(cfg, 'train_dataloader', 'RandomCrop').crop_size == (128, 128)
     assert cfg.model.data_preprocessor.batch_augments[0].size == (128, 128)
+
+
+def test_set_epochs_keeps_the_schedule_shape():
+    cfg = Config.fromfile(str(CONFIG_DIR / 'toy/cvt_demo_maskrcnn_toy.py'))
+    set_epochs(cfg, 1)
+    assert cfg.train_cfg.max_epochs == 1
+    assert cfg.default_hooks.checkpoint.interval == 1
+    assert all(s.get('end', 1) <= 1 for s in cfg.param_scheduler if s.get('by_epoch', True))

@@ -2,7 +2,7 @@
 shortened.
 
 One function for the three places that make small runs of real or toy configs: the CPU
-quickstart (:mod:`cvt_mm.apis.quickstart`), the transfer benchmark's ``--toy`` runs
+quickstart (:mod:`cvt_mm.toy.quickstart`), the transfer benchmark's ``--toy`` runs
 (:mod:`cvt_mm.apis.transfer`) and the tests' toy copies of the dense configs.
 """
 import uuid

@@ -1,22 +1,22 @@
-# Toy pretraining: a tiny CvT classifier on the synthetic ImageNet-style shape set
+# Toy pretraining: a classifier of the demo CvT on the synthetic ImageNet-style shape set
 # (tools/make_toy_data.py -> data/toy/imagenet), a few CPU minutes. Its checkpoint initialises
-# the backbone of configs/toy/cvt_tiny_maskrcnn_toy.py; tools/quickstart.py runs both.
+# the backbone of configs/toy/cvt_demo_maskrcnn_toy.py; tools/quickstart.py runs both.
 #
-# Everything but data, schedule, image size and model size (the tiny arch and the classes:
-# ./_base_/toy_shapes.py) comes from configs/cvt13_in1k.py:
+# Everything but data, schedule, image size and model size (the demo CvT `demo_arch` and the
+# classes: ./_base_/shared.py) comes from configs/cvt13_in1k.py:
 # the same ImageClassifier / CvT (cls token -> final LayerNorm -> linear head), AdamW without
 # decay on norms, biases and the cls token, label smoothing, linear warmup then cosine.
 #
-#   python tools/train.py configs/toy/cvt_tiny_cls_toy.py
-_base_ = ['../cvt13_in1k.py', './_base_/toy_shapes.py']
+#   python tools/train.py configs/toy/cvt_demo_cls_toy.py
+_base_ = ['../cvt13_in1k.py', './_base_/shared.py']
 
 data_root = 'data/toy/imagenet'
 img_size = 64
 
 model = dict(
-    backbone=dict(arch=dict(_delete_=True, **_base_.toy_arch), drop_path_rate=0.),
+    backbone=dict(arch=dict(_delete_=True, **_base_.demo_arch), drop_path_rate=0.),
     head=dict(num_classes=len(_base_.toy_classes),
-              in_channels=_base_.toy_arch.embed_dims[-1]),
+              in_channels=_base_.demo_arch.embed_dims[-1]),
     # No Mixup/CutMix: this schedule is too short to profit from them.
     train_cfg=dict(_delete_=True))
 data_preprocessor = dict(num_classes=len(_base_.toy_classes))

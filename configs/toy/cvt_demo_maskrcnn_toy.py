@@ -1,18 +1,18 @@
-# Toy Mask R-CNN: configs/cvt13_maskrcnn_coco.py with a tiny CvT on the synthetic COCO shape
-# set (tools/make_toy_data.py -> data/toy/coco), initialised from the toy classifier of
-# configs/toy/cvt_tiny_cls_toy.py. tools/quickstart.py runs pretraining and this config.
+# Toy Mask R-CNN: configs/cvt13_maskrcnn_coco.py with the demo CvT on the synthetic COCO
+# shape set (tools/make_toy_data.py -> data/toy/coco), initialised from the toy classifier of
+# configs/toy/cvt_demo_cls_toy.py. tools/quickstart.py runs pretraining and this config.
 #
 # Changed from the real config: data (toy root and classes), image size, model width and depth
-# (the tiny CvT `arch` of ./_base_/toy_shapes.py, narrower FPN and heads, a mask head with two
-# convs, anchors sized for the toy objects), per-image sample counts (RPN/R-CNN samplers,
+# (the demo CvT, `demo_arch` of ./_base_/shared.py, narrower FPN and heads, a mask head with
+# two convs, anchors sized for the toy objects), per-image sample counts (RPN/R-CNN samplers,
 # proposals) and the schedule. Everything else (Mask R-CNN, FPN on CvT's three stages with the
 # extra levels, AdamW without decay on norms and the cls token, COCO bbox+segm metrics) is
 # inherited.
 #
-#   python tools/train.py configs/toy/cvt_tiny_maskrcnn_toy.py   # from the quickstart's classifier
-#   python tools/train.py configs/toy/cvt_tiny_maskrcnn_toy.py \
+#   python tools/train.py configs/toy/cvt_demo_maskrcnn_toy.py   # from the quickstart's classifier
+#   python tools/train.py configs/toy/cvt_demo_maskrcnn_toy.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=OTHER_CLASSIFIER.pth
-_base_ = ['../cvt13_maskrcnn_coco.py', './_base_/toy_shapes.py']
+_base_ = ['../cvt13_maskrcnn_coco.py', './_base_/shared.py']
 
 data_root = 'data/toy/coco/'
 img_scale = (160, 160)
@@ -20,10 +20,10 @@ neck_channels = 64
 
 model = dict(
     backbone=dict(
-        arch=dict(_delete_=True, **_base_.toy_arch),
+        arch=dict(_delete_=True, **_base_.demo_arch),
         drop_path_rate=0.,
         init_cfg=dict(checkpoint=_base_.toy_pretrained)),
-    neck=dict(in_channels=_base_.toy_arch.embed_dims, out_channels=neck_channels),
+    neck=dict(in_channels=_base_.demo_arch.embed_dims, out_channels=neck_channels),
     rpn_head=dict(
         in_channels=neck_channels, feat_channels=neck_channels,
         # Toy objects are 15-45% of the image side: anchors of 16..256 px at strides 4..64.

@@ -1,13 +1,13 @@
 """The CPU quickstart: the whole CvT pipeline in small, on synthetic shape data, in minutes
 (``tools/quickstart.py`` is a command line over :func:`run_quickstart`).
 
-1. generates the toy data sets if absent (:func:`cvt_mm.datasets.ensure_toy_set`, as
+1. generates the toy data sets if absent (:func:`cvt_mm.toy.ensure_toy_set`, as
    tools/make_toy_data.py does: ImageNet-style classification and COCO-style instance
    segmentation);
-2. pretrains a tiny CvT classifier on the toy classification set (mmpretrain,
-   configs/toy/cvt_tiny_cls_toy.py);
+2. pretrains a small CvT classifier (the toy configs' ``demo_arch``) on the toy
+   classification set (mmpretrain, configs/toy/cvt_demo_cls_toy.py);
 3. starts a CvT Mask R-CNN from that checkpoint and trains it on the toy COCO set (mmdet,
-   configs/toy/cvt_tiny_maskrcnn_toy.py);
+   configs/toy/cvt_demo_maskrcnn_toy.py);
 4. evaluates it with COCO bbox and segm metrics and draws its predictions (ground truth left,
    prediction right) into ``<work_dir>/vis/``.
 
@@ -24,19 +24,19 @@ from typing import Callable, Optional
 
 import torch
 
-from ..datasets import ensure_toy_set
-from ..datasets.toy_configs import shrink_config
+from ..apis.model_zoo import config_dir
 from ..engine import build_runner, enable_visualization, load_config
-from .model_zoo import config_dir
+from .shapes import ensure_toy_set
+from .shrinking import shrink_config
 
 DEFAULT_WORK_DIR = 'work_dirs/quickstart'
 DEFAULT_DATA_ROOT = 'data/toy'
-PRETRAIN_CONFIG = 'toy/cvt_tiny_cls_toy.py'
-DETECTION_CONFIG = 'toy/cvt_tiny_maskrcnn_toy.py'
-SCRATCH_CONFIG = 'toy/cvt_tiny_maskrcnn_toy_scratch.py'
+PRETRAIN_CONFIG = 'toy/cvt_demo_cls_toy.py'
+DETECTION_CONFIG = 'toy/cvt_demo_maskrcnn_toy.py'
+SCRATCH_CONFIG = 'toy/cvt_demo_maskrcnn_toy_scratch.py'
 # <work_dir>/pretrain/<this>: the detector's backbone source, where the toy configs'
 # toy_pretrained points.
-PRETRAINED_NAME = 'cvt_tiny_cls_toy.pth'
+PRETRAINED_NAME = 'cvt_demo_cls_toy.pth'
 
 # The toy sets of the quickstart (docs/quickstart.md): small scenes (objects of 24-72 px), and
 # more single-shape images than the generator's default for the pretraining.

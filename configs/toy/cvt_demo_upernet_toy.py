@@ -1,19 +1,19 @@
-# Toy UperNet: configs/cvt13_upernet_ade20k.py with a tiny CvT on the synthetic ADE20K-layout
-# shape set (tools/make_toy_data.py -> data/toy/ade): background + 5 shape classes, 4-8 shapes
-# a scene, each class filled with its own pattern.
+# Toy UperNet: configs/cvt13_upernet_ade20k.py with the demo CvT on the synthetic
+# ADE20K-layout shape set (tools/make_toy_data.py -> data/toy/ade): background + 5 shape
+# classes, 4-8 shapes a scene, each class filled with its own pattern.
 #
 # Changed from the real config: data (toy root, classes, image size, a plain resize + flip
-# pipeline), model width and depth (the tiny CvT `arch` of ./_base_/toy_shapes.py, narrower
-# UperNet and auxiliary heads) and the schedule. Like the real config, the backbone starts
-# from a classifier: the toy one that tools/quickstart.py (`make demo`) pretrains. Results:
-# docs/quickstart.md.
+# pipeline), model width and depth (the demo CvT, `demo_arch` of ./_base_/shared.py,
+# narrower UperNet and auxiliary heads) and the schedule. Like the real config, the backbone
+# starts from a classifier: the toy one that tools/quickstart.py (`make demo`) pretrains.
+# Results: docs/quickstart.md.
 #
-#   make demo     # leaves work_dirs/quickstart/pretrain/cvt_tiny_cls_toy.pth
+#   make demo     # leaves work_dirs/quickstart/pretrain/cvt_demo_cls_toy.pth
 #   python tools/make_toy_data.py --tasks ade --num-train 600 --num-val 60 --image-size 160
-#   python tools/train.py configs/toy/cvt_tiny_upernet_toy.py
-#   python tools/train.py configs/toy/cvt_tiny_upernet_toy.py \
+#   python tools/train.py configs/toy/cvt_demo_upernet_toy.py
+#   python tools/train.py configs/toy/cvt_demo_upernet_toy.py \
 #       --cfg-options model.backbone.init_cfg=None          # from scratch instead
-_base_ = ['../cvt13_upernet_ade20k.py', './_base_/toy_shapes.py']
+_base_ = ['../cvt13_upernet_ade20k.py', './_base_/shared.py']
 
 data_root = 'data/toy/ade/ADEChallengeData2016'
 img_scale = (160, 160)
@@ -24,12 +24,12 @@ data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
     backbone=dict(
-        arch=dict(_delete_=True, **_base_.toy_arch),
+        arch=dict(_delete_=True, **_base_.demo_arch),
         drop_path_rate=0.,
         init_cfg=dict(checkpoint=_base_.toy_pretrained)),
-    decode_head=dict(in_channels=_base_.toy_arch.embed_dims, channels=head_channels,
+    decode_head=dict(in_channels=_base_.demo_arch.embed_dims, channels=head_channels,
                      num_classes=len(_base_.toy_ade_classes)),
-    auxiliary_head=dict(in_channels=_base_.toy_arch.embed_dims[2], channels=head_channels,
+    auxiliary_head=dict(in_channels=_base_.demo_arch.embed_dims[2], channels=head_channels,
                         num_classes=len(_base_.toy_ade_classes)))
 
 # ADE20KDataset only accepts ADE's 150 class names; the toy classes go through its base class

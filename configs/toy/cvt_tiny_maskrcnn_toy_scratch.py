@@ -1,8 +1,0 @@
-# configs/toy/cvt_tiny_maskrcnn_toy.py without pretraining: the tiny CvT starts from its own
-# random init (trunc-normal Linear layers, unit norms), for the comparison in
-# docs/quickstart.md. Same data, model and schedule.
-#
-#   python tools/train.py configs/toy/cvt_tiny_maskrcnn_toy_scratch.py
-_base_ = ['./cvt_tiny_maskrcnn_toy.py']
-
-model = dict(backbone=dict(init_cfg=None))
