@@ -90,9 +90,11 @@ def _slurm_tests_one_at_a_time(request, tmp_path_factory):
     if request.node.get_closest_marker('slurm') is None:
         yield
         return
-    # The run's temporary root, which its xdist workers' directories lie in.
+    # The run's temporary root, which its xdist workers' directories lie in. A worker is told by
+    # its config (as xdist.is_xdist_worker does), not by PYTEST_XDIST_WORKER, which a pytest run
+    # started from a worker's test inherits.
     root = tmp_path_factory.getbasetemp()
-    if os.environ.get('PYTEST_XDIST_WORKER'):
+    if hasattr(request.config, 'workerinput'):
         root = root.parent
     lock_path = root / 'slurm_tests.lock'
     with open(lock_path, 'a') as lock:

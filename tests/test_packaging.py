@@ -1,14 +1,19 @@
 """mim finds cvt_mm's model index on both installs: a wheel (setup.py copies configs/ and
 model-index.yml into cvt_mm/.mim) and an editable install (setup.py's editable wheel writes
 the index into site-packages/cvt_mm/.mim, see EditableWheelWithModelIndex). Each is installed
-from a copy of the checkout into tmp_path, and mim, run in a child process, sees it first."""
+from a copy of the checkout into tmp_path, and mim, run in a child process, sees it first.
+The wheel's cvt_mm, imported away from any checkout, builds its model zoo's classifiers from
+the configs it carries (``config_dir()``'s installed-package branch)."""
+import json
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
+from pathlib import Path
 
 import pytest
+import yaml
 from helpers import REPO_ROOT
 
 PROJECT_FILES = ('setup.py', 'pyproject.toml', 'README.md', 'LICENSE', 'model-index.yml',
@@ -27,6 +32,24 @@ print(type(sys.modules['mmcv._ext']).__name__, ext_loader.check_ops_exist(),
       sys.modules['cvt_mm.mmcv_ext_fallback'].__file__)
 '''
 
+# The installed-package user's lines, in the same kind of process: the environment's
+# dependencies, then the wheel's install as the only site directory.
+INSTALLED_GET_MODEL = '''
+import json, site, sys
+sys.path.append({packages!r})
+site.addsitedir({site_dir!r})
+import cvt_mm
+from cvt_mm.apis import config_dir
+from mmpretrain import get_model, list_models
+from mmpretrain.apis import ModelHub
+model = get_model({name!r})
+print(json.dumps(dict(
+    cvt_mm=cvt_mm.__file__, config_dir=str(config_dir()), config=model._config.filename,
+    configs={{name: ModelHub._models_dict[name].config for name in list_models('cvt*')}},
+    model=type(model).__name__, backbone=type(model.backbone).__name__,
+    parameters=sum(parameter.numel() for parameter in model.parameters()), path=sys.path)))
+'''
+
 
 def assert_mmdet_imports_first_on_the_stand_in(site_dir, cvt_mm_dir):
     code = MMDET_FIRST.format(packages=sysconfig.get_paths()['purelib'], site_dir=str(site_dir))
@@ -37,9 +60,7 @@ def assert_mmdet_imports_first_on_the_stand_in(site_dir, cvt_mm_dir):
         'FallbackExt', 'False', str(cvt_mm_dir / 'mmcv_ext_fallback.py')]
 
 
-@pytest.fixture
-def project_copy(tmp_path):
-    root = tmp_path / 'checkout'
+def copy_project(root):
     root.mkdir()
     for name in PROJECT_FILES:
         source = REPO_ROOT / name
@@ -49,6 +70,22 @@ def project_copy(tmp_path):
         else:
             shutil.copy(source, root / name)
     return root
+
+
+@pytest.fixture
+def project_copy(tmp_path):
+    return copy_project(tmp_path / 'checkout')
+
+
+@pytest.fixture(scope='module')
+def wheel_site(tmp_path_factory):
+    """A wheel of the checkout, built once and installed alone into a directory of its own."""
+    root = tmp_path_factory.mktemp('wheel')
+    project = copy_project(root / 'checkout')
+    pip('wheel', '--no-deps', '--no-build-isolation', '-w', str(root / 'dist'), str(project))
+    (wheel, ) = (root / 'dist').glob('cvt_mm-*.whl')
+    pip('install', '--no-deps', '--target', str(root / 'site'), str(wheel))
+    return root / 'site'
 
 
 def pip(*args):
@@ -75,13 +112,39 @@ def assert_mim_finds_the_model_index(site_dir):
     assert any(line.split()[:2] == ['cvt-mm', '0.1.0'] for line in listed), listed
 
 
-def test_mim_reads_the_index_of_a_wheel(project_copy, tmp_path):
-    pip('wheel', '--no-deps', '--no-build-isolation', '-w', str(tmp_path / 'dist'),
-        str(project_copy))
-    (wheel, ) = (tmp_path / 'dist').glob('cvt_mm-*.whl')
-    pip('install', '--no-deps', '--target', str(tmp_path / 'site'), str(wheel))
-    assert_mim_finds_the_model_index(tmp_path / 'site')
-    assert_mmdet_imports_first_on_the_stand_in(tmp_path / 'site', tmp_path / 'site' / 'cvt_mm')
+def test_mim_reads_the_index_of_a_wheel(wheel_site):
+    assert_mim_finds_the_model_index(wheel_site)
+    assert_mmdet_imports_first_on_the_stand_in(wheel_site, wheel_site / 'cvt_mm')
+
+
+def test_wheel_builds_a_zoo_classifier_from_the_configs_it_carries(wheel_site, tmp_path):
+    """What a user of the installed package writes, in a process that sees the wheel's cvt_mm
+    and no checkout: not this one, nor the environment's editable install (its .pth files are
+    not processed, see MMDET_FIRST)."""
+    name = 'cvt-13_3rdparty_in1k'
+    code = INSTALLED_GET_MODEL.format(packages=sysconfig.get_paths()['purelib'],
+                                      site_dir=str(wheel_site), name=name)
+    # -I: nor a PYTHONPATH naming the checkout (as tests are run from one).
+    result = subprocess.run([sys.executable, '-I', '-S', '-c', code], capture_output=True,
+                            text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    built = json.loads(result.stdout.splitlines()[-1])
+
+    package = wheel_site / 'cvt_mm'
+    assert built['cvt_mm'] == str(package / '__init__.py')
+    assert built['config_dir'] == str(package / '.mim' / 'configs')
+    metafile = yaml.safe_load((REPO_ROOT / 'configs' / 'metafile.yml').read_text())['Models']
+    assert built['configs'] == {
+        model['Name']: str(package / '.mim' / model['Config']) for model in metafile}
+    (metafile_entry, ) = [model for model in metafile if model['Name'] == name]
+    assert built['config'] == str(package / '.mim' / metafile_entry['Config'])
+    assert (built['model'], built['backbone']) == ('ImageClassifier', 'CvT')
+    assert built['parameters'] == metafile_entry['Metadata']['Parameters']
+    # Neither this checkout nor the one the environment's editable install points at.
+    purelib = Path(sysconfig.get_paths()['purelib'])
+    checkouts = {REPO_ROOT, *(Path(line) for pth in purelib.glob('__editable__.cvt_mm-*.pth')
+                              for line in pth.read_text().split())}
+    assert not checkouts & {Path(entry or tmp_path).resolve() for entry in built['path']}
 
 
 def test_mim_reads_the_index_of_an_editable_install(project_copy, tmp_path):

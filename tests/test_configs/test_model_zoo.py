@@ -3,10 +3,10 @@
 The metafiles parse with modelindex (the parser mmpretrain's ModelHub uses) and name every
 config; each named config builds its model, on the meta device (shapes only, so even CvT-W24
 takes no memory and nothing is initialised or downloaded). ``import cvt_mm`` hands exactly the
-classifiers to mmpretrain's ``list_models`` / ``get_model``.
+classifiers to mmpretrain's ``list_models`` / ``get_model``. Here the configs are the
+checkout's; tests/test_packaging.py builds a classifier from a wheel's.
 """
 import functools
-import shutil
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,6 @@ from cvt_mm.apis import (
     classification_metafile,
     config_dir,
     dense_metafile,
-    model_zoo,
     register_model_index,
 )
 from cvt_mm.models import CvT
@@ -179,19 +178,6 @@ def test_names_taken_by_another_index_are_left_alone(monkeypatch):
     with pytest.warns(UserWarning, match='already has models named'):
         assert register_model_index() == []
     assert ModelHub._models_dict == {next(iter(CLASSIFIERS)): foreign}
-
-
-def test_installed_layout_resolves_configs_inside_the_package(tmp_path, monkeypatch):
-    """A wheel carries configs/ and model-index.yml in cvt_mm/.mim (setup.py): the metafile's
-    Config paths must then resolve there, not in a checkout."""
-    mim_root = tmp_path / '.mim'
-    shutil.copytree(config_dir(), mim_root / 'configs')
-    shutil.copy(MODEL_INDEX, mim_root)
-    monkeypatch.setattr(model_zoo, 'config_dir', lambda: mim_root / 'configs')
-    monkeypatch.setattr(ModelHub, '_models_dict', {})
-    assert register_model_index() == list(CLASSIFIERS)
-    for name, model in CLASSIFIERS.items():
-        assert ModelHub._models_dict[name].config == str(mim_root / model['Config'])
 
 
 def test_get_model_pretrained_loads_the_converted_checkpoint(tmp_path, monkeypatch):

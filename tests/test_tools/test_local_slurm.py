@@ -3,7 +3,7 @@ tests marked ``slurm`` where no Slurm answers (saying why and that `make slurm` 
 fails them under CVT_MM_REQUIRE_SLURM=1 (CI), runs them where one answers with the partitions a
 test names; tools/ci/start_local_slurm.sh leaves a Slurm config that it did not write alone, and
 one of its current version running, and asks for root to restart a cluster of an older one. Each
-gate case runs pytest on a one-test file in a child process, with a PATH chosen for it."""
+gate case runs pytest on a small test file in a child process, with a PATH chosen for it."""
 import os
 import subprocess
 import sys
@@ -96,37 +96,57 @@ def test_slurm_test_runs_where_slurm_answers(tmp_path):
     assert '1 passed' in output
 
 
-TIMED_SLURM_TESTS = '''
-import time
-from pathlib import Path
+# Each test probes the gate's lock file with a second, non-blocking flock: taken by the gate
+# while a slurm test runs (on whichever xdist worker), free again around an unmarked test.
+LOCK_PROBING_TESTS = '''
+import fcntl
+import os
 
 import pytest
 
 
+def lock_is_free():
+    with open(os.environ['SLURM_TESTS_LOCK'], 'a') as probe:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(probe, fcntl.LOCK_UN)
+        return True
+
+
 @pytest.mark.slurm
 @pytest.mark.parametrize('name', ['first', 'second'])
-def test_occupies_the_node(name):
-    start = time.time()
-    time.sleep(1.5)
-    Path(name).write_text(f'{start} {time.time()}')
+def test_slurm_test_holds_the_lock(name):
+    assert not lock_is_free()
+
+
+def test_unmarked_test_after_it_finds_the_lock_free():
+    assert lock_is_free()
 '''
 
 
-def test_slurm_tests_on_two_xdist_workers_run_one_at_a_time(tmp_path):
-    (tmp_path / 'test_timed.py').write_text(TIMED_SLURM_TESTS)
-    bin_dir = fake_sinfo(tmp_path, 'idle\\n')
-    env = dict(os.environ, PATH=os.pathsep.join([bin_dir, os.environ['PATH']]),
-               PYTHONPATH=str(REPO_ROOT / 'tests'))
+@pytest.mark.parametrize('args, passed', [
+    (['-p', 'no:xdist'], 3),
+    # The slurm tests alone: the other worker's may hold the lock during an unmarked test.
+    (['-n', '2', '--dist', 'load', '-k', 'holds_the_lock'], 2),
+], ids=['one-process', 'two-xdist-workers'])
+def test_slurm_tests_hold_one_lock_file_for_the_whole_run(tmp_path, args, passed):
+    """The lock lies in the run's temporary root (``--basetemp``, which the xdist workers'
+    directories lie in), held exactly while a slurm test runs."""
+    (tmp_path / 'test_lock.py').write_text(LOCK_PROBING_TESTS)
+    basetemp = tmp_path / 'basetemp'
+    env = dict(os.environ, PATH=os.pathsep.join([fake_sinfo(tmp_path, 'idle\\n'),
+                                                 os.environ['PATH']]),
+               PYTHONPATH=str(REPO_ROOT / 'tests'),
+               SLURM_TESTS_LOCK=str(basetemp / 'slurm_tests.lock'))
     result = subprocess.run(
-        [sys.executable, '-m', 'pytest', 'test_timed.py', '-c', str(REPO_ROOT / 'pytest.ini'),
-         '-o', 'addopts=', '-p', 'slurm_gate', '-p', 'no:cacheprovider', '-n', '2',
-         '--dist', 'load'], cwd=tmp_path, env=env, capture_output=True, text=True,
-        timeout=120)
+        [sys.executable, '-m', 'pytest', 'test_lock.py', '-c', str(REPO_ROOT / 'pytest.ini'),
+         '-o', 'addopts=', '-p', 'slurm_gate', '-p', 'no:cacheprovider',
+         '--basetemp', str(basetemp), *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert '2 passed' in result.stdout
-    (first_start, first_end), (second_start, second_end) = (
-        map(float, (tmp_path / name).read_text().split()) for name in ('first', 'second'))
-    assert first_end <= second_start or second_end <= first_start
+    assert f'{passed} passed' in result.stdout, result.stdout
 
 
 def test_start_local_slurm_leaves_a_foreign_config_alone(tmp_path):
