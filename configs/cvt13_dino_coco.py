@@ -13,19 +13,13 @@
 #
 #   python tools/train.py configs/cvt13_dino_coco.py
 #   bash tools/dist_train.sh configs/cvt13_dino_coco.py 8
-_base_ = ['mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py']
+_base_ = [
+    'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
+    './_base_/models/cvt13_dense.py',
+]
 custom_imports = dict(imports=['cvt_mm'], allow_failed_imports=False)
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='CvT',
-        arch='13',
-        out_type='featmap',
-        out_indices=(1, 2),
-        drop_path_rate=0.2,
-        # The converted ImageNet classifier (tools/convert_checkpoint.py writes it); point
-        # elsewhere with --cfg-options model.backbone.init_cfg.checkpoint=PATH.
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/cvt13_in1k.pth',
-                      prefix='backbone.')),
-    neck=dict(in_channels=[192, 384], num_outs=4))
+    backbone=dict(_base_.cvt_dense_backbone, _delete_=True, out_indices=(1, 2),
+                  drop_path_rate=0.2),
+    neck=dict(in_channels=_base_.cvt_stage_widths[1:], num_outs=4))

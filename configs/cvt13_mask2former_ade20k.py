@@ -15,22 +15,13 @@
 _base_ = [
     'mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py',
     './_base_/schedules/cvt13_backbone_keys.py',
+    './_base_/models/cvt13_dense.py',
 ]
 custom_imports = dict(imports=['cvt_mm', 'mmdet.models'], allow_failed_imports=False)
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='CvT',
-        arch='13',
-        out_type='featmap',
-        out_indices=(0, 1, 2),
-        drop_path_rate=0.3,
-        # The converted ImageNet classifier (tools/convert_checkpoint.py writes it); point
-        # elsewhere with --cfg-options model.backbone.init_cfg.checkpoint=PATH.
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/cvt13_in1k.pth',
-                      prefix='backbone.')),
-    neck=dict(type='mmdet.ChannelMapper', in_channels=[64, 192, 384], kernel_size=1,
+    backbone=dict(_base_.cvt_dense_backbone, _delete_=True, drop_path_rate=0.3),
+    neck=dict(type='mmdet.ChannelMapper', in_channels=_base_.cvt_stage_widths, kernel_size=1,
               out_channels=256, act_cfg=None, norm_cfg=dict(type='GN', num_groups=32),
               num_outs=4),
     decode_head=dict(in_channels=[256, 256, 256, 256]))

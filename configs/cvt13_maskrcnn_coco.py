@@ -14,26 +14,17 @@ _base_ = [
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
+    './_base_/models/cvt13_dense.py',
 ]
 custom_imports = dict(imports=['cvt_mm'], allow_failed_imports=False)
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='CvT',
-        arch='13',
-        out_type='featmap',
-        out_indices=(0, 1, 2),
-        drop_path_rate=0.2,
-        # The converted ImageNet classifier (tools/convert_checkpoint.py writes it); point
-        # elsewhere with --cfg-options model.backbone.init_cfg.checkpoint=PATH.
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/cvt13_in1k.pth',
-                      prefix='backbone.')),
+    backbone=dict(_base_.cvt_dense_backbone, _delete_=True, drop_path_rate=0.2),
     # CvT has three stages (strides 4, 8, 16) where ResNet and Swin have four (up to 32). The
     # RPN anchors (strides 4..64) and RoI extractors (4..32) of mmdet's Mask R-CNN stay as they
     # are: FPN's two extra stride-2 convs, the first on the stride-16 backbone map, supply the
     # stride-32 and stride-64 levels.
-    neck=dict(in_channels=[64, 192, 384], num_outs=5, add_extra_convs='on_input'))
+    neck=dict(in_channels=_base_.cvt_stage_widths, num_outs=5, add_extra_convs='on_input'))
 
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999),

@@ -18,22 +18,15 @@ _base_ = [
     'mmdet::_base_/datasets/coco_detection.py',
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
+    './_base_/models/cvt13_dense.py',
 ]
 custom_imports = dict(imports=['cvt_mm'], allow_failed_imports=False)
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='CvT',
-        arch='13',
-        out_type='featmap',
-        out_indices=(1, 2),
-        drop_path_rate=0.2,
-        # The converted ImageNet classifier (tools/convert_checkpoint.py writes it); point
-        # elsewhere with --cfg-options model.backbone.init_cfg.checkpoint=PATH.
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/cvt13_in1k.pth',
-                      prefix='backbone.')),
-    neck=dict(in_channels=[192, 384], start_level=0, add_extra_convs='on_input', num_outs=5))
+    backbone=dict(_base_.cvt_dense_backbone, _delete_=True, out_indices=(1, 2),
+                  drop_path_rate=0.2),
+    neck=dict(in_channels=_base_.cvt_stage_widths[1:], start_level=0,
+              add_extra_convs='on_input', num_outs=5))
 
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999),

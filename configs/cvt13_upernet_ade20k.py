@@ -13,6 +13,7 @@ _base_ = [
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
+    './_base_/models/cvt13_dense.py',
 ]
 custom_imports = dict(imports=['cvt_mm'], allow_failed_imports=False)
 
@@ -21,23 +22,15 @@ data_preprocessor = dict(size=crop_size)
 num_classes = 150
 model = dict(
     data_preprocessor=data_preprocessor,
-    backbone=dict(
-        _delete_=True,
-        type='CvT',
-        arch='13',
-        out_type='featmap',
-        out_indices=(0, 1, 2),
-        drop_path_rate=0.3,
-        # The converted ImageNet classifier (tools/convert_checkpoint.py writes it); point
-        # elsewhere with --cfg-options model.backbone.init_cfg.checkpoint=PATH.
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/cvt13_in1k.pth',
-                      prefix='backbone.')),
+    backbone=dict(_base_.cvt_dense_backbone, _delete_=True, drop_path_rate=0.3),
     # UperNet fuses all three stages (strides 4, 8, 16); its pyramid pooling runs on the last.
-    decode_head=dict(in_channels=[64, 192, 384], in_index=[0, 1, 2], num_classes=num_classes),
+    decode_head=dict(in_channels=_base_.cvt_stage_widths, in_index=[0, 1, 2],
+                     num_classes=num_classes),
     # The auxiliary FCN head sits on the stride-16 map (stage index 2), the features mmseg's
     # Swin and ResNet UperNets supervise with it: stride 16, 384 channels as in Swin-T.
     # Stage index 1 would put a loss after only 3 of CvT-13's 13 blocks.
-    auxiliary_head=dict(in_channels=384, in_index=2, num_classes=num_classes))
+    auxiliary_head=dict(in_channels=_base_.cvt_stage_widths[2], in_index=2,
+                        num_classes=num_classes))
 
 optim_wrapper = dict(
     _delete_=True,

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 from helpers import (
+    CONFIG_DIR,
     TOY_IMAGE_SIZE,
     LogCapture,
     build_model,
@@ -17,12 +18,14 @@ from helpers import (
     task_registry,
     toy_config,
 )
+from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
 
 from cvt_mm.apis import classifier_cfg
 from cvt_mm.engine import register_task_modules, task_scope
+from cvt_mm.models import CvT
 from cvt_mm.testing import FAST_TEST_ARCH, randomize_norms
 
 DETECTION_CONFIGS = ('cvt13_maskrcnn_coco.py', 'cvt13_maskrcnn-3x_coco.py',
@@ -47,6 +50,10 @@ EXPECTED_BACKBONES = {
 }
 # The stages each config outputs where not all three: RetinaNet's FPN starts at stride 8.
 OUT_INDICES = {'cvt13_retinanet_coco.py': [1, 2]}
+# Every detection and segmentation config, the user recipes over them included.
+DENSE_CONFIGS = sorted(str(path.relative_to(CONFIG_DIR))
+                       for pattern in ('*_coco.py', '*_ade20k.py', 'examples/*.py')
+                       for path in CONFIG_DIR.glob(pattern))
 FPN_STRIDES = (4, 8, 16, 32, 64)  # mmdet's Mask R-CNN levels
 RETINANET_STRIDES = (8, 16, 32, 64, 128)  # mmdet's RetinaNet levels
 
@@ -101,6 +108,29 @@ def test_config_builds_full_model_and_pipelines(config_name):
     for loader in ('train_dataloader', 'val_dataloader'):
         pipeline = Compose(cfg[loader].dataset.pipeline)
         assert len(pipeline.transforms) == len(cfg[loader].dataset.pipeline)
+
+
+@pytest.mark.parametrize('config_name', DENSE_CONFIGS)
+def test_layers_reading_the_backbone_take_its_stage_widths(config_name):
+    """The neck (or, without one, the decode heads) takes the widths of the stages the backbone
+    outputs, as the config's arch has them: changing the arch without the widths fails here."""
+    model = load_repo_config(config_name).model
+    widths = CvT.arch_zoo[model.backbone.arch]['embed_dims']
+    outputs = [widths[stage] for stage in model.backbone.out_indices]
+    if 'neck' in model:  # FPN, ChannelMapper; the heads read the neck's levels
+        assert model.neck.in_channels == outputs
+    else:  # UperNet: the heads pick backbone outputs by in_index
+        for head in (model.decode_head, model.auxiliary_head):
+            index = head.in_index
+            expected = ([outputs[i] for i in index] if isinstance(index, (list, tuple))
+                        else outputs[index])
+            assert head.in_channels == expected, head.type
+
+
+def test_dense_base_widths_are_those_of_its_arch():
+    base = Config.fromfile(CONFIG_DIR / '_base_' / 'models' / 'cvt13_dense.py')
+    arch = base.cvt_dense_backbone.arch
+    assert base.cvt_stage_widths == CvT.arch_zoo[arch]['embed_dims']
 
 
 def test_detection_schedules():
