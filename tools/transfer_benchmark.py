@@ -7,7 +7,7 @@
 Prints a markdown table (data set, top-1, the CvT paper's top-1, steps, time) and writes it with
 the rows as JSON to <work-dir>/transfer_benchmark.{md,json}. --toy runs every config on the toy
 shape set at 64 px for a few dozen steps (a test of the whole path, not a benchmark). The logic
-is ``cvt_mm.apis.transfer``.
+is ``cvt_mm.transfer``.
 """
 import argparse
 
@@ -15,7 +15,7 @@ import _cli  # noqa: F401  (before the libraries: quiets their start-up notices)
 
 from mmengine.config import DictAction
 
-from cvt_mm.apis.transfer import TRANSFER_CONFIGS, render_markdown, run_transfer_benchmark
+from cvt_mm.transfer import TRANSFER_CONFIGS, render_markdown, run_transfer_benchmark
 
 
 def parse_args(argv=None):

@@ -13,11 +13,10 @@ from .model_zoo import (
     dense_metafile,
     register_model_index,
 )
-from .transfer import run_transfer_benchmark
 
 __all__ = [
     'InferenceReport', 'build_inferencer', 'infer_images', 'input_root', 'list_images',
     'output_names',
     'classifier_cfg', 'config_dir', 'classification_metafile', 'dense_metafile',
-    'register_model_index', 'run_transfer_benchmark'
+    'register_model_index'
 ]

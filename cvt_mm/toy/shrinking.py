@@ -3,7 +3,7 @@ shortened.
 
 One function for the three places that make small runs of real or toy configs: the CPU
 quickstart (:mod:`cvt_mm.toy.quickstart`), the transfer benchmark's ``--toy`` runs
-(:mod:`cvt_mm.apis.transfer`) and the tests' toy copies of the dense configs.
+(:mod:`cvt_mm.transfer`) and the tests' toy copies of the dense configs.
 """
 import uuid
 from typing import Optional

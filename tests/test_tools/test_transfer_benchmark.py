@@ -10,9 +10,9 @@ import torch
 from helpers import TOOLS_DIR
 
 from cvt_mm.apis import classifier_cfg
-from cvt_mm.apis.transfer import PAPER_TOP1, TOY_STEPS, TRANSFER_CONFIGS
 from cvt_mm.engine import register_task_modules
 from cvt_mm.testing import FAST_TEST_ARCH
+from cvt_mm.transfer import PAPER_TOP1, TOY_STEPS, TRANSFER_CONFIGS
 
 CHANCE = 100 / 5  # five toy classes
 

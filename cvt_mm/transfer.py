@@ -15,7 +15,11 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from .model_zoo import config_dir
+from .apis.model_zoo import config_dir
+from .checkpoint.key_mapping import infer_arch
+from .engine import build_runner, load_config
+from .toy.shapes import SHAPE_CLASSES, ensure_toy_set
+from .toy.shrinking import shrink_config
 
 # Data set name -> its config under configs/transfer/.
 TRANSFER_CONFIGS: Dict[str, str] = {
@@ -51,7 +55,6 @@ class TransferResult:
 
 def _checkpoint_arch(checkpoint: str) -> dict:
     """The CvT arch of a checkpoint with ``backbone.*`` tensors (converted or trained)."""
-    from ..checkpoint.key_mapping import infer_arch
     loaded = torch.load(checkpoint, map_location='cpu', weights_only=True)
     meta = loaded.get('meta') or {}
     if isinstance(meta.get('arch'), dict):
@@ -66,8 +69,6 @@ def apply_toy_settings(cfg, checkpoint: str, data_root: Path) -> None:
     The model keeps the config's classifier, loss and init from ``checkpoint`` (its arch is
     read off the checkpoint); data, image size, batch, schedule and lr change.
     """
-    from ..toy.shapes import SHAPE_CLASSES
-    from ..toy.shrinking import shrink_config
     num_classes = len(SHAPE_CLASSES)
     arch = _checkpoint_arch(checkpoint)
     cfg.model.backbone.arch = arch
@@ -121,8 +122,6 @@ def run_transfer(dataset: str, checkpoint: str, work_dir: Path, toy: bool = Fals
     Returns:
         TransferResult: top-1 (%), steps, wall-clock seconds of training and evaluation.
     """
-    from ..engine import build_runner, load_config
-    from ..toy.shrinking import shrink_config
 
     relative = TRANSFER_CONFIGS[dataset]
     cfg = load_config(str(config_dir() / relative), work_dir=str(work_dir))
@@ -178,7 +177,6 @@ def run_transfer_benchmark(checkpoint: str, datasets: Sequence[str] = tuple(TRAN
     root = Path(work_dir)
     toy_data_root = None
     if toy:
-        from ..toy.shapes import ensure_toy_set
         ensure_toy_set(root / 'data', 'imagenet', TOY_SET_PARAMS)
         toy_data_root = root / 'data' / 'imagenet'
     results = [run_transfer(name, checkpoint, root / name, toy, toy_data_root, cfg_options)
