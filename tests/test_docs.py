@@ -95,3 +95,35 @@ def test_the_checks_see_what_they_check():
     assert slug('Mixed precision: `--amp [float16|bfloat16]`') == \
         'mixed-precision---amp-float16bfloat16'
     assert slug("What serves mmcv's compiled ops") == 'what-serves-mmcvs-compiled-ops'
+
+
+def layout_rows() -> list:
+    """The first cells of README's layout table."""
+    section = REPO_ROOT.joinpath('README.md').read_text().split('\n## Layout\n', 1)[1]
+    section = section.split('\n## ', 1)[0]
+    return [line.split('|')[1] for line in section.splitlines()
+            if line.startswith('| `')]
+
+
+def test_the_layout_table_names_every_part_of_the_package_and_the_tree():
+    """README's layout table matches the tree: each subpackage and module of cvt_mm and each
+    top-level folder of the repository has a row (by name), and each row names what exists."""
+    rows = layout_rows()
+    named = set()
+    for cell in rows:
+        names = re.findall(r'`([^`]+)`', cell)
+        folder = names[0].rsplit('/', 1)[0] if '/' in names[0].rstrip('/') else ''
+        for name in names:
+            path = name
+            if folder and '/' not in name.rstrip('/') and exists(f'{folder}/{name}'):
+                path = f'{folder}/{name}'  # `cvt_mm/registry.py`, `version.py`
+            assert exists(path.rstrip('/')), f'README layout row {cell.strip()!r}: no {path}'
+            named.add(path.rstrip('/'))
+    package = REPO_ROOT / 'cvt_mm'
+    parts = {f'cvt_mm/{p.name}' for p in package.iterdir()
+             if (p / '__init__.py').exists() or p.suffix == '.py' and p.name != '__init__.py'}
+    folders = {p.name for p in REPO_ROOT.iterdir()
+               if p.is_dir() and p.name in ('configs', 'tools', 'docs', 'tests')}
+    missing = sorted(part for part in parts | folders
+                     if not any(path == part or path.startswith(part + '/') for path in named))
+    assert not missing, f'README.md "Layout" has no row for {missing}'
