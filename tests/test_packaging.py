@@ -7,12 +7,14 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 
 import pytest
 from helpers import REPO_ROOT
 
+# tools/ too, with its Python packages (the benchmark's), which no install may pick up.
 PROJECT_FILES = ('setup.py', 'pyproject.toml', 'README.md', 'LICENSE', 'model-index.yml',
-                 'configs', 'cvt_mm', 'cvt_mm_mmcv_ext_finder.py')
+                 'configs', 'cvt_mm', 'cvt_mm_mmcv_ext_finder.py', 'tools')
 # Without site (-S): the environment's packages on the path, but none of its .pth files (its own
 # cvt_mm install's included); then the install under test as a site directory, whose .pth files
 # site processes. mmdet's models import before cvt_mm, on the stand-in the finder serves.
@@ -79,6 +81,13 @@ def test_mim_reads_the_index_of_a_wheel(project_copy, tmp_path):
     pip('wheel', '--no-deps', '--no-build-isolation', '-w', str(tmp_path / 'dist'),
         str(project_copy))
     (wheel, ) = (tmp_path / 'dist').glob('cvt_mm-*.whl')
+    # The package and the start-up finder only: the benchmark (tools/benchmarking/) stays out.
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    top_level = {name.split('/')[0] for name in names}
+    assert {name for name in top_level if not name.endswith('.dist-info')} == {
+        'cvt_mm', 'cvt_mm_mmcv_ext_finder.py', 'cvt_mm_mmcv_ext_finder.pth'}, top_level
+    assert not [name for name in names if 'benchmarking' in name or 'cvt_mm/benchmark' in name]
     pip('install', '--no-deps', '--target', str(tmp_path / 'site'), str(wheel))
     assert_mim_finds_the_model_index(tmp_path / 'site')
     assert_mmdet_imports_first_on_the_stand_in(tmp_path / 'site', tmp_path / 'site' / 'cvt_mm')
