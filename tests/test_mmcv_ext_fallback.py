@@ -4,6 +4,7 @@ loads those) or, for the ops mmcv compiles for GPUs only, what the pure-PyTorch 
 or mmcv takes on the CPU gives; a Mask R-CNN training step gives the losses and gradients it
 gives on mmcv's compiled ops."""
 import json
+import os
 import subprocess
 import sys
 
@@ -195,7 +196,7 @@ import torch
 import cvt_mm  # first, as tools/train.py and the configs' custom_imports import it
 import mmseg.models  # noqa: F401  (imports every mmcv.ops module)
 from mmcv.utils import ext_loader
-from cvt_mm.benchmark.builders import build_detector, detection_training_batch
+from benchmarking.builders import build_detector, detection_training_batch
 from cvt_mm.testing import FAST_TEST_ARCH
 
 model, image = build_detector('cvt13_maskrcnn_coco.py', FAST_TEST_ARCH, (128, 160))
@@ -212,6 +213,9 @@ print(json.dumps(dict(fallback=cvt_mm.mmcv_ext_fallback.installed(),
 
 
 def run_training_step(out, env=None) -> dict:
+    # The builders are the benchmark's, in tools/benchmarking/ outside the package.
+    env = dict(env or os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(TOOLS_DIR), env.get('PYTHONPATH')]))
     proc = subprocess.run([sys.executable, '-c', TRAINING_STEP, str(out)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

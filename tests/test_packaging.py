@@ -10,14 +10,16 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers import REPO_ROOT
 
+# tools/ too, with its Python packages (the benchmark's), which no install may pick up.
 PROJECT_FILES = ('setup.py', 'pyproject.toml', 'README.md', 'LICENSE', 'model-index.yml',
-                 'configs', 'cvt_mm', 'cvt_mm_mmcv_ext_finder.py')
+                 'configs', 'cvt_mm', 'cvt_mm_mmcv_ext_finder.py', 'tools')
 # Without site (-S): the environment's packages on the path, but none of its .pth files (its own
 # cvt_mm install's included); then the install under test as a site directory, whose .pth files
 # site processes. mmdet's models import before cvt_mm, on the stand-in the finder serves.
@@ -86,6 +88,18 @@ def wheel_site(tmp_path_factory):
     (wheel, ) = (root / 'dist').glob('cvt_mm-*.whl')
     pip('install', '--no-deps', '--target', str(root / 'site'), str(wheel))
     return root / 'site'
+
+
+def test_the_wheel_holds_the_package_and_the_finder_only(wheel_site):
+    """The benchmark (tools/benchmarking/) and the other tools stay out of the installed
+    package."""
+    (wheel, ) = (wheel_site.parent / 'dist').glob('cvt_mm-*.whl')
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    top_level = {name.split('/')[0] for name in names}
+    assert {name for name in top_level if not name.endswith('.dist-info')} == {
+        'cvt_mm', 'cvt_mm_mmcv_ext_finder.py', 'cvt_mm_mmcv_ext_finder.pth'}, top_level
+    assert not [name for name in names if 'benchmarking' in name or 'cvt_mm/benchmark' in name]
 
 
 def pip(*args):

@@ -25,7 +25,7 @@ TORCH_APIS = [
      r"torch\.is_autocast_enabled\('cpu'\)"),
     ('torch.compiler.is_compiling()', '2.3', 'cvt_mm/models/backbones/cpu_kernels.py',
      r'torch\.compiler\.is_compiling\(\)'),
-    ('torch.amp.GradScaler(device_type)', '2.3', 'cvt_mm/benchmark/device_workers.py',
+    ('torch.amp.GradScaler(device_type)', '2.3', 'tools/benchmarking/device_workers.py',
      r'torch\.amp\.GradScaler\(device\.type'),
     ('F.scaled_dot_product_attention(..., scale=...)', '2.1', 'cvt_mm/models/backbones/cvt.py',
      rf'F\.scaled_dot_product_attention\({ARGUMENTS}scale=self\.scale\)'),

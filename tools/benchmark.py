@@ -32,7 +32,7 @@ The results are data, ``--data`` (default docs/benchmarks.json); the tables betw
 markers ``<!-- results:start -->`` and ``<!-- results:end -->`` of ``--out`` (default
 docs/benchmarks.md; the text around them is left alone) and the ``--plot`` are rendered from
 it. ``--quick`` writes to a temporary directory unless ``--out`` is given, never to docs/.
-What each section measures and how: docs/benchmarks.md; the code: ``cvt_mm.benchmark``.
+What each section measures and how: docs/benchmarks.md; the code: tools/benchmarking/.
 """
 import argparse
 import sys
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import _cli  # noqa: F401  (before the libraries: quiets their start-up notices)
 
-from cvt_mm.benchmark import DEVICE_SECTION, SECTIONS, render_only, run_benchmark
+from benchmarking import DEVICE_SECTION, SECTIONS, render_only, run_benchmark
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

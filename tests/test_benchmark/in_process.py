@@ -1,7 +1,7 @@
 """A benchmark suite whose workers run in the test's process (not a test module)."""
 from types import SimpleNamespace
 
-from cvt_mm.benchmark.workers import WORKERS
+from benchmarking.workers import WORKERS
 
 
 def in_process_suite(cfg: dict) -> SimpleNamespace:

@@ -4,11 +4,8 @@ mmcv has no compiled ops."""
 from types import SimpleNamespace
 
 import pytest
-from in_process import in_process_suite
-
-from cvt_mm.benchmark.builders import arch_settings
-from cvt_mm.benchmark.runner import settings
-from cvt_mm.benchmark.sections import (
+from benchmarking.builders import arch_settings
+from benchmarking.sections import (
     DET_TRAIN_PROFILED,
     DET_TRAIN_RUNS,
     DETECTORS,
@@ -18,6 +15,8 @@ from cvt_mm.benchmark.sections import (
     measure_det_train,
     merge_rounds,
 )
+from benchmarking.suite import settings
+from in_process import in_process_suite
 
 
 @pytest.fixture(scope='module')

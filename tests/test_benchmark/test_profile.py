@@ -1,9 +1,8 @@
 """The profile section (torch.profiler's top operators of cvt_mm and HF) on the quick
 settings, and the operator table rows it shares with the det-train section."""
+from benchmarking.sections import measure_profile, operator_rows
+from benchmarking.suite import settings
 from in_process import in_process_suite
-
-from cvt_mm.benchmark.runner import settings
-from cvt_mm.benchmark.sections import measure_profile, operator_rows
 
 
 def test_operator_rows_rank_each_list_side_by_side_blank_where_short_or_failed():

@@ -1,7 +1,7 @@
 """The train section's runs: the backbone's and the classifier's training steps, every run in a
 fresh process per round, the runs taking turns."""
-from cvt_mm.benchmark.runner import settings
-from cvt_mm.benchmark.sections import CLS_TRAIN_RUNS, TRAIN_RUNS, measure_train
+from benchmarking.sections import CLS_TRAIN_RUNS, TRAIN_RUNS, measure_train
+from benchmarking.suite import settings
 
 
 def test_backbone_and_classifier_runs_take_turns_round_by_round():

@@ -1,8 +1,9 @@
-"""tools/benchmark.py and cvt_mm.benchmark: the quick suite end to end, docs/benchmarks.md as a
+"""tools/benchmark.py and tools/benchmarking/: the quick suite end to end, docs/benchmarks.md as a
 rendering of docs/benchmarks.json, and section-by-section updates of the results data.
 
 Timings are the benchmark's business (docs/benchmarks.md); nothing here is timed.
 """
+import itertools
 import json
 import os
 import shutil
@@ -12,21 +13,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from benchmarking import load_results, merge_sections, save_results
+from benchmarking.report import MARK_END, MARK_START
+from benchmarking.sections import CLS_TRAIN_RUNS, DETECTORS
+from benchmarking.suite import render_only
 from helpers import WITHOUT_MMCV_OPS, sitecustomize_env
-
-from cvt_mm.benchmark import load_results, merge_sections, save_results
-from cvt_mm.benchmark.report import MARK_END, MARK_START
-from cvt_mm.benchmark.runner import render_only
-from cvt_mm.benchmark.sections import CLS_TRAIN_RUNS, DETECTORS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL = REPO_ROOT / 'tools' / 'benchmark.py'
 DOCS = REPO_ROOT / 'docs'
 
 
-def run_tool(*args, timeout=900, **env_vars):
+def run_tool(*args, timeout=900, cwd=REPO_ROOT, **env_vars):
     env = dict(os.environ, PYTHONWARNINGS='ignore', **env_vars)
-    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -43,9 +43,10 @@ def test_benchmark_quick_runs_end_to_end(tmp_path):
     out.write_text('# Title\n\nhand-written text\n\n<!-- results:start -->\nold\n'
                    '<!-- results:end -->\n\ntrailing text\n')
     # All sections but compile (test_compiled_backbone_matches_eager covers it, and each
-    # compilation takes a minute); one thread, as each pytest worker has one core.
+    # compilation takes a minute); one thread, as each pytest worker has one core. Run from
+    # outside the checkout: the workers find the benchmark's package from any directory.
     proc = run_tool('--quick', '--out', out, '--threads', '1', '--json', tmp_path / 'raw.json',
-                    '--sections', 'cls', 'dense', 'train', 'det')
+                    '--sections', 'cls', 'dense', 'train', 'det', cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     assert 'hand-written text' in text and 'trailing text' in text and '\nold\n' not in text
@@ -166,9 +167,16 @@ def test_device_section_quick_on_cpu_without_mmcv_ops(tmp_path):
     checks = {check['check']: check for check in raw['checks']['checks']}
     assert all(check['passed'] for check in checks.values()), checks
     assert {'maps bf16 vs CPU fp32', 'AMP fp16 training step'} <= set(checks)
-    # Reduced precision differs from fp32, within its stated tolerance.
-    assert 0 < checks['maps bf16 vs CPU fp32']['value'] <= checks['maps bf16 vs CPU fp32'][
-        'tolerance']
+    # The bounds a device's output must meet, as max |diff| / max(1, max |CPU fp32 output|):
+    # fp32 is the same arithmetic in another order; bf16's 8 and fp16's 11 mantissa bits lose
+    # a few percent and a few tenths of a percent over the blocks. A check of the code that
+    # passes a looser bound than these fails here.
+    bounds = dict(fp32=1e-4, bf16=5e-2, fp16=1e-2)
+    for output, dtype in itertools.product(('logits', 'maps'), bounds):
+        check = checks[f'{output} {dtype} vs CPU fp32']
+        assert check['tolerance'] <= bounds[dtype] and check['value'] <= bounds[dtype], check
+    # Reduced precision differs from fp32.
+    assert checks['maps bf16 vs CPU fp32']['value'] > 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU machine has CUDA to run on')

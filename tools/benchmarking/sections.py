@@ -1,7 +1,7 @@
 """The benchmark's sections: which workers each spawns, and the tables made of their results.
 
-``measure_<name>`` takes the running :class:`~cvt_mm.benchmark.runner.Suite` (its ``spawn``,
-``cfg`` of :func:`~cvt_mm.benchmark.runner.settings`, ``threads`` and ``arch_name``) and
+``measure_<name>`` takes the running :class:`~benchmarking.suite.Suite` (its ``spawn``,
+``cfg`` of :func:`~benchmarking.suite.settings`, ``threads`` and ``arch_name``) and
 returns ``dict(tables=[...], raw=...)``: the tables as data (:func:`table`) and the workers'
 raw results; the dense section adds ``per_size``, what the size plot is drawn from. A table's
 notes carry what the run measured besides its cells (peaks, scales, repeats); what a section
@@ -16,7 +16,7 @@ from .cpu_workers import cpu_has_bf16
 # Measured on ``--device`` (cuda or cpu) and stored as 'device-<type>' beside the CPU sections.
 DEVICE_SECTION = 'device'
 # The device section's classifiers and dense backbones: impl key of
-# cvt_mm.benchmark.builders -> row label.
+# benchmarking.builders -> row label.
 DEVICE_CLASSIFIERS = {'cvt_mm': 'cvt_mm CvT', 'hf': 'HF CvtForImageClassification',
                       'swin': 'timm Swin-T'}
 DEVICE_BACKBONES = {'cvt_mm': 'cvt_mm CvT', 'cvt_mm_fast': 'cvt_mm CvT fast config',

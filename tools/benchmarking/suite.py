@@ -1,6 +1,7 @@
 """Running the benchmark: a worker subprocess per measurement, sections timed and merged into
 the results document, the markdown and the plot rendered from it.
 """
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,9 +14,25 @@ from typing import Dict, Optional, Sequence
 from . import report, results
 from .sections import DEVICE_SECTION, MEASURE, SECTIONS
 
-# The directory holding the cvt_mm package: workers run from it, so that
-# ``python -m cvt_mm.benchmark.workers`` imports this same cvt_mm.
-PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+# The folder holding this package (tools/): workers run from it, so that
+# ``python -m benchmarking.workers`` finds the package from any current directory.
+BENCHMARK_PARENT = Path(__file__).resolve().parents[1]
+
+
+def worker_env(threads: int) -> dict:
+    """The environment of a worker process: ``threads`` OMP and MKL threads, and the folder of
+    the cvt_mm this process imports ahead of ``PYTHONPATH``, so that the worker measures that
+    same cvt_mm and not another copy installed in the environment."""
+    spec = importlib.util.find_spec('cvt_mm')
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError('the benchmark measures cvt_mm, which is not importable: '
+                                  'install it (pip install -e .) or put the checkout on '
+                                  'PYTHONPATH')
+    cvt_mm_parent = str(Path(spec.origin).resolve().parents[1])
+    python_path = os.pathsep.join(
+        [cvt_mm_parent] + ([os.environ['PYTHONPATH']] if os.environ.get('PYTHONPATH') else []))
+    return dict(os.environ, PYTHONPATH=python_path, OMP_NUM_THREADS=str(threads),
+                MKL_NUM_THREADS=str(threads), PYTHONWARNINGS='ignore')
 
 
 def settings(quick: bool, repeats: Optional[int] = None) -> dict:
@@ -95,14 +112,13 @@ class Suite:
         """
         job = {**dict(kind=kind, threads=self.threads, arch=self.cfg['arch'],
                       repeats=self.cfg['repeats'], warmup=self.cfg['warmup']), **job}
-        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads),
-                   MKL_NUM_THREADS=str(self.threads), PYTHONWARNINGS='ignore')
         with tempfile.TemporaryDirectory() as tmp:
             result_path = Path(tmp) / 'result.json'
             proc = subprocess.run(
-                [sys.executable, '-m', 'cvt_mm.benchmark.workers', json.dumps(job),
+                [sys.executable, '-m', 'benchmarking.workers', json.dumps(job),
                  str(result_path)],
-                capture_output=True, text=True, env=env, cwd=PACKAGE_PARENT)
+                capture_output=True, text=True, env=worker_env(self.threads),
+                cwd=BENCHMARK_PARENT)
             if proc.returncode == 0 and result_path.exists():
                 return json.loads(result_path.read_text())
         self.failures += 1

@@ -1,4 +1,4 @@
-"""The benchmark's worker process: ``python -m cvt_mm.benchmark.workers JOB RESULT_PATH``.
+"""The benchmark's worker process: ``python -m benchmarking.workers JOB RESULT_PATH``.
 
 ``JOB`` is a JSON object: ``kind`` (a key of :data:`WORKERS`: the CPU sections' workers of
 :mod:`.cpu_workers`, the device section's of :mod:`.device_workers`), ``threads``, ``arch``
