@@ -4,6 +4,7 @@ the index into site-packages/cvt_mm/.mim, see EditableWheelWithModelIndex). Each
 from a copy of the checkout into tmp_path, and mim, run in a child process, sees it first.
 The wheel's cvt_mm, imported away from any checkout, builds its model zoo's classifiers from
 the configs it carries (``config_dir()``'s installed-package branch)."""
+import ast
 import json
 import os
 import shutil
@@ -124,6 +125,31 @@ def assert_mim_finds_the_model_index(site_dir):
     assert 'cvt upernet' in search  # configs/metafile_dense.yml
     listed = mim(site_dir, 'list').splitlines()
     assert any(line.split()[:2] == ['cvt-mm', '0.1.0'] for line in listed), listed
+
+
+def test_the_package_imports_no_test_helpers():
+    """cvt_mm.testing (reference models, the fast tests' arch) is for the tests and the
+    benchmark: nothing a user imports from cvt_mm imports it."""
+    offenders = []
+    for path in sorted((REPO_ROOT / 'cvt_mm').rglob('*.py')):
+        module = path.relative_to(REPO_ROOT).with_suffix('')
+        if module.parts[:2] == ('cvt_mm', 'testing'):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                # The absolute name of a relative import, from the importing module's package.
+                base = '.'.join(module.parts[:len(module.parts) - node.level])
+                names = [f'{base}.{node.module}' if node.level and node.module else
+                         base if node.level else node.module]
+                names += [f'{names[0]}.{alias.name}' for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            if any(name == 'cvt_mm.testing' or name.startswith('cvt_mm.testing.')
+                   for name in names):
+                offenders.append(f'{path.relative_to(REPO_ROOT)}:{node.lineno}')
+    assert not offenders, offenders
 
 
 def test_mim_reads_the_index_of_a_wheel(wheel_site):
