@@ -134,7 +134,6 @@ class ConvAttention(BaseModule):
             raise ValueError(f'pool_kv must be a positive int, got {pool_kv!r}')
         if pool_kv != 1 and method != 'dw_bn':
             raise ValueError(f"pool_kv {pool_kv} needs attn_method 'dw_bn', got {method!r}")
-        key_stride = stride_kv * pool_kv
         if window_size:
             token_maps.check_window_size(window_size, stride_kv, pool_kv, method,
                                          with_cls_token, stride_q)
@@ -142,8 +141,7 @@ class ConvAttention(BaseModule):
         self.num_heads = num_heads
         self.with_cls_token = with_cls_token
         self.window_size = window_size
-        # The spacing of the keys on the query map.
-        self.key_stride = key_stride
+        self.key_stride = stride_kv * pool_kv  # the spacing of the keys on the query map
         # The official code scales by the full width, not the head width.
         self.scale = embed_dims ** -0.5
         self.attn_drop = attn_drop
@@ -170,7 +168,7 @@ class ConvAttention(BaseModule):
         if self.window_size and (torch.onnx.is_in_onnx_export()
                                  or max(hw_shape) > self.window_size):
             out = token_maps.window_attention(self.attention, q, k, v, hw_shape, kv_shape,
-                                   self.window_size, self.key_stride)
+                                              self.window_size, self.key_stride)
         else:
             out = self.attention(q, k, v)
         return self.proj_drop(self.proj(out))
