@@ -61,7 +61,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def tiny_dense_backbone(**kwargs) -> CvT:
+def fast_test_dense_backbone(**kwargs) -> CvT:
     """The FAST_TEST_ARCH CvT with its three stages' maps as outputs, initialised, random norms."""
     model = CvT(arch=FAST_TEST_ARCH, out_type='featmap', out_indices=(0, 1, 2), **kwargs)
     model.init_weights()

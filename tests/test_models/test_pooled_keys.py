@@ -3,7 +3,7 @@ the parameters are the official model's, and every code path (train-mode BN, win
 grid's size) agrees with that definition."""
 import pytest
 import torch
-from helpers import tiny_dense_backbone
+from helpers import fast_test_dense_backbone
 
 from cvt_mm.models.backbones.cvt import ConvAttention, map_to_tokens
 from cvt_mm.testing import randomize_norms
@@ -71,12 +71,12 @@ def test_key_map_size_is_the_shape_of_the_pooled_keys():
 
 
 def test_pooled_keys_keep_the_checkpoint_and_train():
-    default = tiny_dense_backbone().eval()
+    default = fast_test_dense_backbone().eval()
     with torch.no_grad():  # peaked attention: with the init's tiny logits any keys average out
         for name, param in default.named_parameters():
             if '.attn.proj_' in name:
                 param.normal_(0, 0.5)
-    pooled = tiny_dense_backbone(pool_kv=(2, 2, 1))
+    pooled = fast_test_dense_backbone(pool_kv=(2, 2, 1))
     pooled.load_state_dict(default.state_dict(), strict=True)
     image = torch.randn(2, 3, 96, 80)
     with torch.no_grad():
@@ -92,7 +92,7 @@ def test_pooled_keys_keep_the_checkpoint_and_train():
 
 
 def test_deployed_model_keeps_the_pooling():
-    model = tiny_dense_backbone(pool_kv=2).eval()
+    model = fast_test_dense_backbone(pool_kv=2).eval()
     image = torch.randn(1, 3, 72, 88)
     with torch.no_grad():
         expected = model(image)
@@ -104,10 +104,10 @@ def test_deployed_model_keeps_the_pooling():
 
 def test_pool_kv_errors_name_what_is_wrong():
     with pytest.raises(ValueError, match="pool_kv 2 needs attn_method 'dw_bn', got 'avg'"):
-        tiny_dense_backbone(pool_kv=2, attn_method='avg')
+        fast_test_dense_backbone(pool_kv=2, attn_method='avg')
     with pytest.raises(ValueError, match='pool_kv must be a positive int, got 0'):
-        tiny_dense_backbone(pool_kv=0)
+        fast_test_dense_backbone(pool_kv=0)
     with pytest.raises(ValueError, match=r'a positive multiple of the key stride 4 '):
-        tiny_dense_backbone(pool_kv=(2, 1, 1), window_size=(6, 0, 0))
+        fast_test_dense_backbone(pool_kv=(2, 1, 1), window_size=(6, 0, 0))
     with pytest.raises(ValueError, match='pool_kv has 2 entries'):
-        tiny_dense_backbone(pool_kv=(2, 2))
+        fast_test_dense_backbone(pool_kv=(2, 2))

@@ -3,7 +3,7 @@ padding masked; the parameters and, on maps within one window, the outputs are g
 attention's."""
 import pytest
 import torch
-from helpers import tiny_dense_backbone
+from helpers import fast_test_dense_backbone
 
 from cvt_mm.models.backbones.cvt import ConvAttention
 from cvt_mm.testing import randomize_norms
@@ -58,8 +58,8 @@ def test_windowed_attention_equals_attention_within_each_window(hw_shape, window
 
 
 def test_windows_keep_the_checkpoint_and_equal_global_attention_within_one_window():
-    default = tiny_dense_backbone().eval()
-    windowed = tiny_dense_backbone(window_size=(8, 4, 0)).eval()
+    default = fast_test_dense_backbone().eval()
+    windowed = fast_test_dense_backbone(window_size=(8, 4, 0)).eval()
     windowed.load_state_dict(default.state_dict(), strict=True)
     with torch.no_grad():
         # 32x24 input: stage maps 8x6 and 4x3, each within one window.
@@ -73,7 +73,7 @@ def test_windows_keep_the_checkpoint_and_equal_global_attention_within_one_windo
 
 
 def test_windowed_backbone_trains():
-    model = tiny_dense_backbone(window_size=(8, 4, 0)).train()
+    model = fast_test_dense_backbone(window_size=(8, 4, 0)).train()
     outputs = model(torch.randn(2, 3, 80, 112))
     sum(o.pow(2).mean() for o in outputs).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
@@ -84,10 +84,10 @@ def test_windowed_backbone_trains():
 
 def test_window_size_errors_name_what_is_wrong():
     with pytest.raises(ValueError, match='stage 2, which has a cls token'):
-        tiny_dense_backbone(window_size=(8, 4, 4))
+        fast_test_dense_backbone(window_size=(8, 4, 4))
     with pytest.raises(ValueError, match='a positive multiple of the key stride 2'):
-        tiny_dense_backbone(window_size=(7, 0, 0))
+        fast_test_dense_backbone(window_size=(7, 0, 0))
     with pytest.raises(ValueError, match="attn_method 'dw_bn'"):
-        tiny_dense_backbone(window_size=(8, 0, 0), attn_method='avg')
+        fast_test_dense_backbone(window_size=(8, 0, 0), attn_method='avg')
     with pytest.raises(ValueError, match='window_size has 2 entries'):
-        tiny_dense_backbone(window_size=(8, 4))
+        fast_test_dense_backbone(window_size=(8, 4))
