@@ -4,12 +4,13 @@ mmengine's stock loop and data path and with ``cvt_mm.engine.enable_faithful_res
 tools/train.py does without --stock-loop), alternately, in one process.
 
     python tools/analysis/faithful_resume_cost.py CONFIG [--iters 10] [--warmup 2]
-        [--rounds 3] [--input-size HxW] [--cfg-options KEY=VALUE ...]
+        [--rounds 4] [--input-size HxW] [--cfg-options KEY=VALUE ...]
 
 Each run is an iteration loop of --warmup + --iters iterations without validation, schedulers
 or checkpoints. Its figure: the median wall time from the end of one iteration to the end of
-the next (data waiting included), over the iterations after the warm-up. Printed per round,
-stock and faithful side by side with their ratio, then the median ratio; and the time of one
+the next (data waiting included), over the iterations after the warm-up. Each round runs both,
+stock first in even rounds, faithful first in odd ones. Printed per round, stock and faithful
+side by side with their ratio, then the median ratio; and the time of one
 ``seed_random_states`` call, which FaithfulResumeHook adds to every iteration (the per-sample
 seeding in the data path is timed by tools/preemption_figures.py).
 """
@@ -31,8 +32,8 @@ def parse_args(argv=None):
     parser.add_argument('--iters', type=int, default=10, help='iterations timed per run')
     parser.add_argument('--warmup', type=int, default=2,
                         help='iterations left out per run (at least 1)')
-    parser.add_argument('--rounds', type=int, default=3,
-                        help='pairs of runs (stock, then faithful)')
+    parser.add_argument('--rounds', type=int, default=4,
+                        help='pairs of runs (stock and faithful, alternately first)')
     parser.add_argument('--input-size', metavar='HxW',
                         help="train at this input size: every Resize of the train pipeline "
                         'set to it, aspect ratio not kept (e.g. 800x1216)')
@@ -95,8 +96,12 @@ def main(argv=None):
     enable_faithful_resume(faithful)
     rows = []
     for round_ in range(args.rounds):
-        rows.append((median_iteration(stock, f'stock_{round_}', args.warmup),
-                     median_iteration(faithful, f'faithful_{round_}', args.warmup)))
+        # Which of the two goes first alternates: a process's later runs can be faster
+        # (warm caches, allocator) or slower (memory growth).
+        pair = [('stock', stock), ('faithful', faithful)][::(-1) ** round_]
+        seconds = {name: median_iteration(cfg, f'{name}_{round_}', args.warmup)
+                   for name, cfg in pair}
+        rows.append((seconds['stock'], seconds['faithful']))
     size = args.input_size or 'the config\'s input size'
     print(f'\n{args.config} at {size}, batch {stock.train_dataloader.batch_size}, '
           f'{stock.train_dataloader.get("num_workers", 0)} workers; median s/iteration of '
