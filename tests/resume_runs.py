@@ -1,6 +1,8 @@
 """Toy training runs of tools/train.py for the resume, preemption and launcher tests (not a
 test module): small configs of the toy Mask R-CNN (epoch loop), UperNet (iteration loop) and
 classifier, the commands, and the comparisons of their checkpoints."""
+import copy
+import json
 import os
 import subprocess
 import sys
@@ -90,6 +92,21 @@ def segmentation_config(data_root: Path, batch_size: int, max_iters: int,
 def add_hook(cfg: Config, **hook) -> Config:
     cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [hook]
     return cfg
+
+
+def record_train_path(cfg: Config, out_file: Path) -> Config:
+    """``cfg`` with tests/train_path_probe.py's hook, which writes what the run built to
+    ``out_file`` (read it with :func:`train_path`)."""
+    cfg = copy.deepcopy(cfg)
+    imports = list((cfg.get('custom_imports') or {}).get('imports', ['cvt_mm']))
+    cfg.custom_imports = dict(imports=imports + ['train_path_probe'],
+                              allow_failed_imports=False)
+    return add_hook(cfg, type='RecordTrainPathHook', out_file=str(out_file))
+
+
+def train_path(out_file: Path) -> dict:
+    """The train loop, batch sampler, data set and hooks a run recorded, by class name."""
+    return json.loads(out_file.read_text())
 
 
 def dump(cfg: Config, path: Path) -> Path:

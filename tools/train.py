@@ -4,12 +4,14 @@
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm]
         [--amp [float16|bfloat16]] [--auto-scale-lr] [--preempt-signals TERM,USR1]
+        [--stock-loop]
 
 The task library comes from the config's default_scope. Several processes or machines (also on
 CPU): tools/dist_train.sh, tools/slurm_train.sh. Checkpoints hold the exact position and are
 written atomically, so that --resume continues exactly where the run stopped, also inside an
-epoch. On a preemption signal (SIGTERM, SIGUSR1) every process stops after the same iteration,
-saves it and exits with status 75; a second signal exits at once (docs/long_runs.md).
+epoch (--stock-loop: mmengine's own loops instead, without that). On a preemption signal
+(SIGTERM, SIGUSR1) every process stops after the same iteration, saves it and exits with status
+75; a second signal exits at once (docs/long_runs.md).
 A missing data folder, a missing or unparsable annotation file or an empty data set ends the run
 before training with one line naming it (tools/check_dataset.py then checks every file).
 """
@@ -60,6 +62,15 @@ def parse_args(argv=None):
         help='comma-separated signals that save the position and exit with status '
         f'{PREEMPTED_EXIT_STATUS} (default: the config\'s PreemptionHook, else TERM,USR1; '
         '"none": off)')
+    parser.add_argument(
+        '--stock-loop', action='store_true',
+        help="mmengine's own train loops and data path instead of cvt_mm's faithful resume "
+        '(no per-iteration reseeding; docs/long_runs.md, "Resuming: bit for bit"). What a '
+        'resume (--resume, after a preemption) then loses: an epoch-based run trains the '
+        'interrupted epoch again from its first batch, an iteration-based one loads and drops '
+        'the batches already trained on, the random draws after the resume (augmentation, '
+        'dropout, RoI sampling) are not those of the uninterrupted run, and checkpoints are '
+        'written in place, so a process killed while writing one can leave it truncated')
     return parse_runner_args(parser, argv)
 
 
@@ -70,7 +81,8 @@ def main(argv=None):
         enable_amp(cfg, dtype=args.amp)
     if args.auto_scale_lr:
         enable_auto_scale_lr(cfg)
-    enable_faithful_resume(cfg)
+    if not args.stock_loop:
+        enable_faithful_resume(cfg)
     enable_preemption(cfg, args.preempt_signals)
     apply_resume(cfg, args.resume)
     status = 0

@@ -24,7 +24,7 @@ from mmengine.logging import print_log
 from mmengine.registry import DATASETS, HOOKS
 
 from .checks import image_problem
-from .wrapper import DatasetWrapper
+from .wrapper import DatasetWrapper, wrap_inside_position_indexed
 
 # The data info keys of the files a sample is read from (images, label maps).
 FILE_KEYS = ('img_path', 'seg_map_path')
@@ -187,13 +187,14 @@ def skip_bad_samples(cfg: Union[Config, dict], max_skips: int = 10) -> None:
 
     Args:
         cfg (Config | dict): A loaded config; its ``train_dataloader.dataset`` is wrapped (in
-            place) unless already wrapped.
+            place) unless already wrapped, inside
+            :class:`~cvt_mm.engine.loops.SampleSeededDataset` if
+            :func:`~cvt_mm.engine.enable_faithful_resume` put one there (it takes the batch
+            sampler's ``(index, key)`` pairs, this wrapper plain indices).
         max_skips (int): See :class:`SkipBadSamples`. Defaults to 10.
     """
-    loader = cfg['train_dataloader']
-    if loader['dataset'].get('type') != 'SkipBadSamples':
-        loader['dataset'] = dict(type='SkipBadSamples', dataset=loader['dataset'])
-    loader['dataset']['max_skips'] = max_skips
+    wrapper = wrap_inside_position_indexed(cfg['train_dataloader'], 'SkipBadSamples')
+    wrapper['max_skips'] = max_skips
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(hook.get('type') == 'SkippedSamplesHook' for hook in hooks):
         hooks.append(dict(type='SkippedSamplesHook'))

@@ -28,7 +28,7 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from mmengine.runner.loops import _InfiniteDataloaderIterator
 from torch.utils.data import BatchSampler, DataLoader, get_worker_info
 
-from cvt_mm.datasets.wrapper import DatasetWrapper
+from cvt_mm.datasets.wrapper import DatasetWrapper, type_name, wrapper_chain
 
 from .random_states import capture_random_states, restore_random_states, seed_random_states
 
@@ -241,7 +241,8 @@ def use_resumable_loops(cfg) -> Sequence[str]:
     loader = cfg.get('train_dataloader')
     if loader is not None:
         dataset = loader.get('dataset')
-        if isinstance(dataset, dict) and dataset.get('type') != 'SampleSeededDataset':
+        if isinstance(dataset, dict) and not any(
+                type_name(config) == 'SampleSeededDataset' for config in wrapper_chain(dataset)):
             loader['dataset'] = dict(type='SampleSeededDataset', dataset=dataset)
         batch_sampler = loader.get('batch_sampler')
         if batch_sampler is None or (isinstance(batch_sampler, dict) and

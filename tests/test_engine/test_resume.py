@@ -25,8 +25,10 @@ from resume_runs import (
     load,
     make_data,
     max_difference,
+    record_train_path,
     segmentation_config,
     train,
+    train_path,
 )
 from torch.utils.data import DataLoader, SequentialSampler
 
@@ -50,15 +52,44 @@ def runs(tmp_path_factory):
     return runs
 
 
-@pytest.mark.parametrize('name, first, last', [('detection', 'epoch_1.pth', 'epoch_2.pth'),
-                                               ('segmentation', 'iter_2.pth', 'iter_6.pth')])
-def test_resumed_run_ends_bit_identical(runs, tmp_path, name, first, last):
+INTERRUPTIONS = [('detection', 'epoch_1.pth', 'epoch_2.pth'),
+                 ('segmentation', 'iter_2.pth', 'iter_6.pth')]
+FAITHFUL_PATH = dict(loop=('ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop'),
+                     batch_sampler=('ResumableBatchSampler', ), dataset=('SampleSeededDataset', ))
+
+
+def resumed_run(runs, tmp_path, name: str, first: str, *args: str):
+    """The uninterrupted run's work directory; the work directory of the run resumed from
+    its checkpoint ``first`` (tools/train.py ... --resume ``first`` ``args``) and what that
+    run built (:func:`train_path`)."""
     config, uninterrupted = runs[name]
+    probed = dump(record_train_path(Config.fromfile(config), tmp_path / 'path.json'),
+                  tmp_path / 'probed.py')
     resumed = tmp_path / 'resumed'
-    output = train(config, resumed, '--resume', str(uninterrupted / first))
+    output = train(probed, resumed, '--resume', str(uninterrupted / first), *args)
     assert 'resumed' in output.lower()
     assert not (resumed / first).exists()  # it continued, it did not start again
+    return uninterrupted, resumed, train_path(tmp_path / 'path.json')
+
+
+@pytest.mark.parametrize('name, first, last', INTERRUPTIONS)
+def test_resumed_run_ends_bit_identical(runs, tmp_path, name, first, last):
+    uninterrupted, resumed, path = resumed_run(runs, tmp_path, name, first)
+    assert all(path[part] in names for part, names in FAITHFUL_PATH.items()), path
+    assert 'FaithfulResumeHook' in path['hooks']
     assert max_difference(uninterrupted / last, resumed / last) == 0.0
+
+
+@pytest.mark.parametrize('name, first, last', INTERRUPTIONS)
+def test_resumed_with_the_stock_loop_it_differs(runs, tmp_path, name, first, last):
+    """The negative control of the test above: the same interruption, resumed with
+    mmengine's own loop and data path (tools/train.py --stock-loop), does not end where the
+    uninterrupted run does, so the 0.0 there is the faithful machinery's doing."""
+    uninterrupted, resumed, path = resumed_run(runs, tmp_path, name, first, '--stock-loop')
+    assert path['loop'] in ('EpochBasedTrainLoop', 'IterBasedTrainLoop'), path
+    assert not any(path[part] in names for part, names in FAITHFUL_PATH.items()), path
+    assert 'FaithfulResumeHook' not in path['hooks']
+    assert max_difference(uninterrupted / last, resumed / last) > 0.0
 
 
 def test_killed_run_resumes_from_a_complete_checkpoint(runs, tmp_path):
