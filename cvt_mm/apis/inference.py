@@ -231,7 +231,7 @@ def infer_images(inferencer, scope: str, images: List[Path], out_dir: Union[str,
 
     show = len(images) > 1 if progress is None else progress
     with Progress(console=console, disable=not show, transient=False) as bar:
-        task = bar.add_task('Inference', total=len(images))
+        images_done = bar.add_task('Inference', total=len(images))
         for start in range(0, len(images), batch_size):
             batch = []
             for image in images[start:start + batch_size]:
@@ -251,7 +251,7 @@ def infer_images(inferencer, scope: str, images: List[Path], out_dir: Union[str,
                         run([image])
                     except Exception as error:
                         fail(image, error)
-            bar.advance(task, len(images[start:start + batch_size]))
+            bar.advance(images_done, len(images[start:start + batch_size]))
     return report
 
 
