@@ -6,12 +6,11 @@ Activations go to mmengine's root MODELS registry, which every scope falls back 
 lacks; :func:`build_activation` builds cvt_mm's own by name in any scope.
 """
 from mmcv.cnn import build_activation_layer
-from mmdet.registry import MODELS as MMDET_MODELS
 from mmengine.registry import MODELS as ROOT_MODELS
-from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
-from mmseg.registry import MODELS as MMSEG_MODELS
 
-TASK_MODEL_REGISTRIES = (MMPRETRAIN_MODELS, MMDET_MODELS, MMSEG_MODELS)
+from cvt_mm.tasks import TASKS
+
+TASK_MODEL_REGISTRIES = tuple(task.registry('MODELS') for task in TASKS)
 
 
 def register_backbone(cls):

@@ -23,7 +23,7 @@ from mmengine.config import Config
 
 from cvt_mm.apis import build_inferencer, infer_images, input_root, list_images
 from cvt_mm.apis.inference import DEFAULT_SCORE_THR, print_failure_summary
-from cvt_mm.engine import task_scope
+from cvt_mm.tasks import DETECTION, task_of_config
 
 
 def positive_int(text: str) -> int:
@@ -61,10 +61,10 @@ def main(argv=None) -> int:
         images = list_images(args.input)
     except FileNotFoundError as error:
         raise SystemExit(f'error: {error}') from error
-    scope = task_scope(Config.fromfile(args.config))
-    if args.score_thr is not None and scope != 'mmdet':
-        raise SystemExit(f'error: --score-thr applies to detection configs (mmdet); '
-                         f'{args.config} is an {scope} config')
+    task = task_of_config(Config.fromfile(args.config))
+    if args.score_thr is not None and task is not DETECTION:
+        raise SystemExit(f'error: --score-thr applies to detection configs ({DETECTION.scope}); '
+                         f'{args.config} is an {task.scope} config')
     checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
     inferencer, scope = build_inferencer(args.config, checkpoint, args.device)
     try:

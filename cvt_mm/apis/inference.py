@@ -2,8 +2,8 @@
 
 ``mmdet.apis.DetInferencer``, ``mmseg.apis.MMSegInferencer`` and
 ``mmpretrain.apis.ImageClassificationInferencer`` do the work (pipelines, batches, models,
-drawing, mmdet's and mmseg's output formats); this module picks the one of a config's
-``default_scope``, feeds it the images ``batch_size`` at a time (a batch that fails is run again
+drawing, mmdet's and mmseg's output formats); this module picks the one of a config's task
+(:mod:`cvt_mm.tasks`), feeds it the images ``batch_size`` at a time (a batch that fails is run again
 image by image, so that an unreadable file costs only itself), and writes per image under
 ``out_dir``, at the image's path relative to the input folder (:func:`input_root`):
 
@@ -25,7 +25,8 @@ import mmcv
 import numpy as np
 from mmengine.config import Config
 
-from cvt_mm.engine import allow_runner_checkpoints, register_task_modules, task_scope
+from cvt_mm.engine import allow_runner_checkpoints
+from cvt_mm.tasks import DETECTION, SEGMENTATION, Task, task_of_config, task_of_scope
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 VIS_DIR = 'vis'
@@ -86,7 +87,7 @@ def output_names(images: Sequence[Path], root: Optional[Path] = None) -> List[Pa
 
 def build_inferencer(config: Union[str, Path], checkpoint: Optional[str] = None,
                      device: Optional[str] = None):
-    """The task library's inferencer for a config, chosen by its ``default_scope``.
+    """The task library's inferencer for a config (:attr:`cvt_mm.tasks.Task.inferencer`).
 
     Args:
         config (str | Path): The config file.
@@ -98,23 +99,13 @@ def build_inferencer(config: Union[str, Path], checkpoint: Optional[str] = None,
     Returns:
         Tuple[BaseInferencer, str]: The inferencer and the task scope.
     """
-    scope = task_scope(Config.fromfile(str(config)))
-    register_task_modules(scope)
+    task = task_of_config(Config.fromfile(str(config)))
+    task.register_modules()
     allow_runner_checkpoints()  # checkpoints written by tools/train.py load safely
-    if scope == 'mmdet':
-        from mmdet.apis import DetInferencer
-        inferencer = DetInferencer(model=str(config), weights=checkpoint, device=device,
-                                   show_progress=False)
-    elif scope == 'mmseg':
-        from mmseg.apis import MMSegInferencer
-        inferencer = MMSegInferencer(model=str(config), weights=checkpoint, device=device)
-    else:
-        from mmpretrain.apis import ImageClassificationInferencer
-        inferencer = ImageClassificationInferencer(model=str(config),
-                                                   pretrained=checkpoint or False,
-                                                   device=device)
+    inferencer = task.inferencer_class()(model=str(config), device=device,
+                                         **task.inferencer_weights(checkpoint))
     inferencer.show_progress = False  # one bar over all images instead (infer_images)
-    return inferencer, scope
+    return inferencer, task.scope
 
 
 def _to_json(value):
@@ -125,24 +116,24 @@ def _to_json(value):
     return value
 
 
-def _predict(inferencer, scope: str, images: List[Path], batch_size: int) -> list:
+def _predict(inferencer, task: Task, images: List[Path], batch_size: int) -> list:
     """The inferencer's data samples for ``images``, in their order, ``batch_size`` at a time."""
     paths = [str(image) for image in images]
-    if scope == 'mmdet':
+    if task is DETECTION:
         return inferencer(paths, batch_size=batch_size, return_datasamples=True,
                           no_save_vis=True, no_save_pred=True)['predictions']
     samples = inferencer(paths, batch_size=batch_size, return_datasamples=True)
     return samples if isinstance(samples, list) else [samples]  # mmseg: one is not a list
 
 
-def _write_outputs(inferencer, scope: str, image: Path, name: Path, sample, out_dir: Path,
+def _write_outputs(inferencer, task: Task, image: Path, name: Path, sample, out_dir: Path,
                    score_thr: float) -> Path:
     """Draw one image's prediction and write its json (and label map); returns the json."""
     vis_file = out_dir / VIS_DIR / name
     pred_file = (out_dir / PRED_DIR / name).with_suffix('.json')
     vis_file.parent.mkdir(parents=True, exist_ok=True)
     pred_file.parent.mkdir(parents=True, exist_ok=True)
-    if scope == 'mmdet':
+    if task is DETECTION:
         # The detections DetInferencer draws: those scoring above the threshold.
         instances = sample.pred_instances
         sample.pred_instances = instances[instances.scores > score_thr]
@@ -150,7 +141,7 @@ def _write_outputs(inferencer, scope: str, image: Path, name: Path, sample, out_
                                      pred_score_thr=score_thr)[0]
         mmcv.imwrite(drawn[..., ::-1], str(vis_file))  # drawn in RGB
         summary = inferencer.pred2dict(sample)
-    elif scope == 'mmseg':
+    elif task is SEGMENTATION:
         drawn = inferencer.visualize([str(image)], [sample], return_vis=True)[0]
         mmcv.imwrite(drawn[..., ::-1], str(vis_file))
         # mmseg writes the label PNG, named by a counter; renamed after the image.
@@ -212,8 +203,10 @@ def infer_images(inferencer, scope: str, images: List[Path], out_dir: Union[str,
     from rich.console import Console
     from rich.progress import Progress
 
-    if score_thr is not None and scope != 'mmdet':
-        raise ValueError(f'a score threshold applies to detection (mmdet), not to {scope}')
+    task = task_of_scope(scope)
+    if score_thr is not None and task is not DETECTION:
+        raise ValueError(f'a score threshold applies to detection ({DETECTION.scope}), not to '
+                         f'{scope}')
     if batch_size < 1:
         raise ValueError(f'batch_size must be 1 or more, not {batch_size}')
     score_thr = DEFAULT_SCORE_THR if score_thr is None else score_thr
@@ -231,14 +224,14 @@ def infer_images(inferencer, scope: str, images: List[Path], out_dir: Union[str,
                       highlight=False)
 
     def run(batch: List[Path]) -> None:
-        samples = _predict(inferencer, scope, batch, batch_size)
+        samples = _predict(inferencer, task, batch, batch_size)
         for image, sample in zip(batch, samples):
-            report.predictions.append(_write_outputs(inferencer, scope, image, names[image],
+            report.predictions.append(_write_outputs(inferencer, task, image, names[image],
                                                      sample, out_dir, score_thr))
 
     show = len(images) > 1 if progress is None else progress
     with Progress(console=console, disable=not show, transient=False) as bar:
-        task = bar.add_task('Inference', total=len(images))
+        images_done = bar.add_task('Inference', total=len(images))
         for start in range(0, len(images), batch_size):
             batch = []
             for image in images[start:start + batch_size]:
@@ -258,7 +251,7 @@ def infer_images(inferencer, scope: str, images: List[Path], out_dir: Union[str,
                         run([image])
                     except Exception as error:
                         fail(image, error)
-            bar.advance(task, len(images[start:start + batch_size]))
+            bar.advance(images_done, len(images[start:start + batch_size]))
     return report
 
 

@@ -34,6 +34,8 @@ import numpy as np
 from mmengine import fileio
 from PIL import Image, ImageFile
 
+from cvt_mm.tasks import CLASSIFICATION, DETECTION, SEGMENTATION, task_of_config, task_of_module
+
 # Problem kinds, as the report names them.
 CORRUPT_IMAGE = 'corrupt image'
 MISSING_FILE = 'missing file'
@@ -189,7 +191,8 @@ SEGMENTATION_PREFIXES = ('seg', 'seg_map_path')
 def pipeline_reads_segmentation(pipeline, dataset) -> bool:
     """Whether a pipeline (transforms or their configs) loads segmentation maps: mmseg's
     ``LoadAnnotations``, mmdet's with ``with_seg=True``, mmdet's ``LoadPanopticAnnotations``."""
-    seg_by_default = type(dataset).__module__.startswith('mmseg')
+    library = task_of_module(type(dataset).__module__)
+    seg_by_default = library is not None and library.annotations_load_segmentation
     for transform in pipeline or []:
         if not isinstance(transform, dict):
             if getattr(transform, 'with_seg', False):
@@ -579,8 +582,8 @@ def check_classification(dataset_cfg: dict, track: Track = no_progress) -> List[
     return problems
 
 
-CHECKS = {'mmdet': check_detection, 'mmseg': check_segmentation,
-          'mmpretrain': check_classification}
+CHECKS = {DETECTION: check_detection, SEGMENTATION: check_segmentation,
+          CLASSIFICATION: check_classification}
 
 
 def check_config(cfg, splits: Sequence[str] = SPLITS,
@@ -600,10 +603,8 @@ def check_config(cfg, splits: Sequence[str] = SPLITS,
     Returns:
         dict: Split -> list of :class:`Problem`, for the splits that were checked.
     """
-    from cvt_mm.engine import register_task_modules, task_scope
-
-    scope = task_scope(cfg)
-    register_task_modules(scope)
+    task = task_of_config(cfg)
+    task.register_modules()
     results, seen = {}, []
     for split in splits:
         loader = cfg.get(f'{split}_dataloader')
@@ -613,7 +614,7 @@ def check_config(cfg, splits: Sequence[str] = SPLITS,
         if dataset_cfg in seen:
             continue
         seen.append(dataset_cfg)
-        results[split] = CHECKS[scope](dataset_cfg, track)
+        results[split] = CHECKS[task](dataset_cfg, track)
     return results
 
 

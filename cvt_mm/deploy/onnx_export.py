@@ -26,8 +26,9 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-from cvt_mm.engine import allow_runner_checkpoints, register_task_modules, task_scope
+from cvt_mm.engine import allow_runner_checkpoints
 from cvt_mm.models import CvT
+from cvt_mm.tasks import DETECTION, SEGMENTATION, task_of_config, task_of_scope
 
 # The input's dynamic axes: batch, height and width of the NCHW image batch.
 DYNAMIC_AXES = {0: 'batch', 2: 'height', 3: 'width'}
@@ -103,7 +104,7 @@ def build_task_model(config: Union[str, Path, Config], checkpoint: Optional[str]
     """Build a config's model with its task library's own initialiser, in eval mode.
 
     ``mmdet.apis.init_detector``, ``mmseg.apis.init_model`` or ``mmpretrain.apis.init_model``,
-    chosen by the config's ``default_scope``.
+    the config's task's (:attr:`cvt_mm.tasks.Task.init_model`).
 
     Args:
         config (str | Path | Config): The config (file or object).
@@ -115,19 +116,11 @@ def build_task_model(config: Union[str, Path, Config], checkpoint: Optional[str]
         Tuple[nn.Module, str]: The model and its task scope ('mmpretrain', 'mmdet', 'mmseg').
     """
     cfg = config if isinstance(config, Config) else Config.fromfile(str(config))
-    scope = task_scope(cfg)
-    register_task_modules(scope)
+    task = task_of_config(cfg)
+    task.register_modules()
     allow_runner_checkpoints()  # checkpoints written by tools/train.py load safely
-    if scope == 'mmdet':
-        from mmdet.apis import init_detector
-        model = init_detector(cfg, checkpoint, device=device)
-    elif scope == 'mmseg':
-        from mmseg.apis import init_model
-        model = init_model(cfg, checkpoint, device=device)
-    else:
-        from mmpretrain.apis import init_model
-        model = init_model(cfg, checkpoint, device=device)
-    return model.eval(), scope
+    model = task.init_model_function()(cfg, checkpoint, device=device)
+    return model.eval(), task.scope
 
 
 def exportable_module(model: nn.Module, scope: str) -> nn.Module:
@@ -139,15 +132,16 @@ def exportable_module(model: nn.Module, scope: str) -> nn.Module:
         model (nn.Module): A model of :func:`build_task_model`, or a bare ``CvT``.
         scope (str): Its task scope, 'mmpretrain', 'mmdet' or 'mmseg'.
     """
+    task = task_of_scope(scope)
     # The deployed form of every CvT in it: BatchNorms folded into the convs, QuickGELU's
     # scalings into the MLPs' linear layers (the same eval outputs, fewer ops).
     model = copy.deepcopy(model)
     for module in model.modules():
         if isinstance(module, CvT):
             module.switch_to_deploy()
-    if scope == 'mmdet':
+    if task is DETECTION:
         return DetectorFeatures(model)
-    if scope == 'mmseg':
+    if task is SEGMENTATION:
         replace_adaptive_pools(model)
     return model
 

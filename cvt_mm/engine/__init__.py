@@ -1,7 +1,8 @@
 """Runner and launcher glue: what tools/train.py and tools/test.py (and Python callers) use to
 run any of the three task libraries' configs, on GPUs or on CPU."""
+from cvt_mm.tasks import TASK_SCOPES
+
 from .config import (
-    TASK_SCOPES,
     apply_resume,
     enable_amp,
     enable_auto_scale_lr,

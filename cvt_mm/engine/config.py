@@ -1,7 +1,7 @@
 """Config preparation shared by the tools and by Python callers, for all three task libraries.
 
-The task library is read from the config's ``default_scope`` ('mmpretrain', 'mmdet' or
-'mmseg'), as the libraries' own tools get it from their configs.
+The task library is read from the config's ``default_scope`` (:mod:`cvt_mm.tasks`), as the
+libraries' own tools get it from their configs.
 """
 import glob
 import logging
@@ -12,9 +12,9 @@ from mmengine.config import Config
 from mmengine.device import is_cuda_available, is_mlu_available, is_musa_available, is_npu_available
 from mmengine.logging import print_log
 
-from .elastic import resume_after_restart
+from cvt_mm.tasks import task_of_config
 
-TASK_SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
+from .elastic import resume_after_restart
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None,
@@ -36,12 +36,9 @@ def load_config(config: str, cfg_options: Optional[dict] = None,
 
 
 def task_scope(cfg: Config) -> str:
-    """The task library a config belongs to, from its ``default_scope``."""
-    scope = cfg.get('default_scope')
-    if scope not in TASK_SCOPES:
-        raise ValueError(f'config default_scope is {scope!r}; expected one of {TASK_SCOPES} '
-                         '(inherit the default_runtime.py of mmpretrain, mmdet or mmseg)')
-    return scope
+    """The task library a config belongs to, from its ``default_scope``
+    (:func:`cvt_mm.tasks.task_of_config`)."""
+    return task_of_config(cfg).scope
 
 
 def enable_amp(cfg: Config, dtype: str = 'float16') -> None:
@@ -130,22 +127,15 @@ def latest_checkpoint(work_dir: str) -> Optional[str]:
 def enable_visualization(cfg: Config, show_dir: str) -> None:
     """Make the task's visualization hook draw every test prediction into ``show_dir``.
 
-    Each library's test.py does this its own way, and so do we: mmdet's hook takes an output
-    directory (relative ones are under <work_dir>/<timestamp>/); mmseg's draws through the
-    visualizer, whose save directory receives ``vis_data/vis_image/``; mmpretrain's hook has to
-    be enabled and given ``out_dir``. The interval is set to 1 where the hook's default would
-    skip images (mmseg 50, mmpretrain 5000; mmpretrain's test.py also sets 1).
+    Each library's test.py does this its own way, and so do we: the hook's settings and the
+    key of the drawings' folder are the task's (:attr:`cvt_mm.tasks.Task.draw_test_images`,
+    :attr:`~cvt_mm.tasks.Task.drawings_dir`): mmdet's hook takes an output directory, mmseg's
+    draws through the visualizer, mmpretrain's hook has to be enabled and given ``out_dir``.
     """
-    scope = task_scope(cfg)
+    task = task_of_config(cfg)
     hooks = cfg.get('default_hooks', {})
     if 'visualization' not in hooks:
         raise ValueError('--show-dir needs a visualization hook in default_hooks; the task '
                          "libraries' default_runtime.py configs define one")
-    hook = hooks['visualization']
-    if scope == 'mmdet':
-        hook.update(draw=True, test_out_dir=show_dir)
-    elif scope == 'mmseg':
-        hook.update(draw=True, interval=1)
-        cfg.visualizer.save_dir = show_dir
-    else:
-        hook.update(enable=True, out_dir=show_dir, interval=1)
+    hooks['visualization'].update(dict(task.draw_test_images))
+    cfg.merge_from_dict({task.drawings_dir: show_dir})

@@ -1,5 +1,4 @@
 """Building an mmengine Runner for an mmpretrain, mmdet or mmseg config."""
-import importlib
 from typing import Optional
 
 from mmengine.config import Config
@@ -12,20 +11,21 @@ from cvt_mm.datasets.checks import (
     built_dataset_problem,
     dataset_setup_problem,
 )
+from cvt_mm.tasks import task_of_config, task_of_scope
 
-from .config import task_scope
 from .distributed import setup_cpu_distributed
 
 
 def register_task_modules(scope: str) -> None:
-    """Register the task library's modules and make its scope the current default scope."""
-    importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=True)
+    """Register the task library's modules and make its scope the current default scope
+    (:meth:`cvt_mm.tasks.Task.register_modules`)."""
+    task_of_scope(scope).register_modules()
 
 
 def build_runner(cfg: Config) -> Runner:
     """Register the config's task modules, prepare CPU DDP if needed and build the Runner,
     whose broken data sets are named (:func:`name_dataset_faults`)."""
-    register_task_modules(task_scope(cfg))
+    task_of_config(cfg).register_modules()
     setup_cpu_distributed(cfg)
     if 'runner_type' in cfg:
         return name_dataset_faults(RUNNERS.build(cfg))

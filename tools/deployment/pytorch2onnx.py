@@ -21,6 +21,7 @@ from cvt_mm.deploy import (  # noqa: E402
     exportable_module,
     onnx_max_diffs,
 )
+from cvt_mm.tasks import DETECTION, task_of_scope  # noqa: E402
 
 
 def batch_shape(text: str):
@@ -62,7 +63,7 @@ def main(argv=None):
     if args.verify is not None:
         shapes = args.verify or [(args.batch_size, *args.shape)]
         # Against the model as built (the segmentor's export copy has other pooling modules).
-        reference = module if scope == 'mmdet' else model
+        reference = module if task_of_scope(scope) is DETECTION else model
         for row in onnx_max_diffs(reference, out, shapes):
             print('batch {batch} {height}x{width}: max |onnxruntime - torch| = '
                   '{max_abs_diff:.2e} (max |output| {max_abs_output:.2e})'.format(**row))
