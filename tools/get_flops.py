@@ -18,6 +18,7 @@ from rich.table import Table
 import cvt_mm  # noqa: F401  (registers CvT)
 from cvt_mm.apis import classifier_cfg
 from cvt_mm.macs import count_macs
+from cvt_mm.tasks import CLASSIFICATION, task_of_config
 
 
 def parse_args():
@@ -34,13 +35,13 @@ def parse_args():
 def build(args):
     """The model and the part of it that is measured (whole classifier, or backbone+neck)."""
     if args.config is None:
-        init_default_scope('mmpretrain')
+        init_default_scope(CLASSIFICATION.scope)
         model = MODELS.build(classifier_cfg(args.arch, args.num_classes))
         return model, model, f'CvT-{args.arch} classifier'
     cfg = Config.fromfile(args.config)
     cfg.model.pop('init_cfg', None)
     cfg.model.backbone.pop('init_cfg', None)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    init_default_scope(task_of_config(cfg).scope)
     model = MODELS.build(cfg.model)
     if getattr(model, 'with_neck', False):
         return model, torch.nn.Sequential(model.backbone, model.neck), \

@@ -14,6 +14,8 @@ from mmengine.config import Config, ConfigDict
 from mmpretrain.apis import ModelHub
 from modelindex.load_model_index import load  # mmpretrain's dependency, its ModelHub's parser
 
+from ..tasks import CLASSIFICATION
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 # The one definition of the CvT image classifier; CvT-21/W24 inherit it.
 CLASSIFIER_BASE_CONFIG = '_base_/models/cvt13.py'
@@ -55,7 +57,7 @@ def classifier_cfg(arch: Union[str, dict] = '13', num_classes: int = 1000,
     model.backbone.update(arch=arch, **backbone_kwargs)
     model.head.update(num_classes=num_classes, in_channels=arch_settings['embed_dims'][-1])
     model.train_cfg = None
-    model._scope_ = 'mmpretrain'
+    model._scope_ = CLASSIFICATION.scope
     return model
 
 
