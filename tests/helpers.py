@@ -2,7 +2,6 @@
 path). Reference models and FAST_TEST_ARCH are in ``cvt_mm.testing``, the toy data and config
 shrinking in ``cvt_mm.toy``."""
 import copy
-import importlib
 import logging
 import os
 import socket
@@ -12,8 +11,8 @@ from typing import Optional
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
-from cvt_mm.engine import register_task_modules, task_scope
 from cvt_mm.models.backbones.cvt import CvT
+from cvt_mm.tasks import DETECTION, SEGMENTATION, task_of_config
 from cvt_mm.testing import FAST_TEST_ARCH, randomize_norms
 from cvt_mm.toy import shapes
 from cvt_mm.toy.shrinking import shrink_config
@@ -27,7 +26,7 @@ TOY_NUM_TRAIN, TOY_NUM_VAL = 2, 2
 # The real pipelines resize to about 800 px (COCO) and crop 512 px (ADE20K); toy runs multiply
 # every pipeline size by these factors, keeping the pipelines' structure intact. UperNet's
 # 512-channel fusion convs at stride 4 dominate its cost, hence its 64-px crops.
-TOY_SIZE_FACTOR = {'mmdet': TOY_IMAGE_SIZE / 800, 'mmseg': 64 / 512}
+TOY_SIZE_FACTOR = {DETECTION: TOY_IMAGE_SIZE / 800, SEGMENTATION: 64 / 512}
 
 
 # Imported at start-up by every Python process that has its directory on PYTHONPATH: mmcv-lite
@@ -80,12 +79,12 @@ def make_toy_datasets(root: Path) -> Path:
 
 def load_repo_config(name: str) -> Config:
     cfg = Config.fromfile(CONFIG_DIR / name)
-    register_task_modules(task_scope(cfg))
+    task_of_config(cfg).register_modules()
     return cfg
 
 
 def task_registry(cfg: Config, name: str):
-    return getattr(importlib.import_module(f'{task_scope(cfg)}.registry'), name)
+    return task_of_config(cfg).registry(name)
 
 
 def build_model(cfg: Config):
@@ -106,7 +105,7 @@ def toy_config(cfg: Config, data_root: Optional[Path], arch=FAST_TEST_ARCH) -> C
     ``data_root=None`` keeps the config's own data, classes and class counts (a recipe for a
     user's data set, run on data made in its layout)."""
     cfg = copy.deepcopy(cfg)
-    scope = task_scope(cfg)
+    task = task_of_config(cfg)
     model = cfg.model
     if arch is not None:
         model.backbone.arch = arch
@@ -121,15 +120,15 @@ def toy_config(cfg: Config, data_root: Optional[Path], arch=FAST_TEST_ARCH) -> C
     model.backbone.init_cfg = None  # no checkpoint here: the backbone's own init
     if data_root is None:
         pass
-    elif scope == 'mmdet':
+    elif task is DETECTION:
         data_root = f'{data_root}/coco/'
     else:
         data_root = f'{data_root}/ade/ADEChallengeData2016'
     # One epoch of one iteration (the batch holds the whole training set), or one iteration.
-    shrink_config(cfg, data_root=data_root, size_factor=TOY_SIZE_FACTOR[scope], length=1,
+    shrink_config(cfg, data_root=data_root, size_factor=TOY_SIZE_FACTOR[task], length=1,
                   num_workers=0, run_name='toy')
     cfg.train_dataloader.batch_size = TOY_NUM_TRAIN
-    if scope == 'mmdet':
+    if task is DETECTION:
         # The toy classes, unless the config brings its own data (then its class counts are
         # what a test checks, and stay as written).
         num_classes = None if data_root is None else len(shapes.SHAPE_CLASSES)
@@ -174,7 +173,7 @@ def toy_config(cfg: Config, data_root: Optional[Path], arch=FAST_TEST_ARCH) -> C
         decode_head if decode_head.get('type') == 'Mask2FormerHead' else None)
     if mask2former is not None:
         mask2former.num_queries = 20
-        (model if scope == 'mmdet' else mask2former).train_cfg.num_points = 1024
+        (model if task is DETECTION else mask2former).train_cfg.num_points = 1024
     return cfg
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import _cli  # noqa: F401  (before the libraries: quiets their start-up notices)
 
-from cvt_mm.toy import TASKS, default_params, ensure_toy_set
+from cvt_mm.toy import LAYOUTS, default_params, ensure_toy_set
 
 
 def parse_args(argv=None):
@@ -33,7 +33,7 @@ def parse_args(argv=None):
     parser.add_argument('--cls-val-per-class', type=int,
                         default=classification['val_per_class'],
                         help='ImageNet-style val images per class')
-    parser.add_argument('--tasks', nargs='+', choices=TASKS, default=list(TASKS))
+    parser.add_argument('--tasks', nargs='+', choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument('--force', action='store_true',
                         help='regenerate sets that already exist (deletes them first)')
     return parser.parse_args(argv)

@@ -1,7 +1,5 @@
 """Runner and launcher glue: what tools/train.py and tools/test.py (and Python callers) use to
 run any of the three task libraries' configs, on GPUs or on CPU."""
-from cvt_mm.tasks import TASK_SCOPES
-
 from .config import (
     apply_resume,
     enable_amp,
@@ -25,7 +23,7 @@ from .resume import AtomicLocalBackend, FaithfulResumeHook, enable_faithful_resu
 from .runner import build_runner, name_dataset_faults, register_task_modules
 from .safe_loading import allow_runner_checkpoints
 
-__all__ = ['TASK_SCOPES', 'allow_runner_checkpoints', 'apply_resume', 'build_runner',
+__all__ = ['allow_runner_checkpoints', 'apply_resume', 'build_runner',
            'enable_amp', 'enable_auto_scale_lr', 'enable_visualization', 'load_config',
            'register_task_modules', 'replace_sync_bn', 'setup_cpu_distributed', 'task_scope',
            'shutdown_distributed', 'slurm_environment', 'AtomicLocalBackend',

@@ -16,8 +16,8 @@ from .shapes import (
     ADE_TOY_CLASSES,
     COMPLETION_MARKER,
     DRAWING_VERSION,
+    LAYOUTS,
     SHAPE_CLASSES,
-    TASKS,
     ToySetOutcome,
     default_params,
     ensure_toy_set,
@@ -28,6 +28,6 @@ from .shapes import (
 )
 from .shrinking import shrink_config
 
-__all__ = ['ADE_TOY_CLASSES', 'COMPLETION_MARKER', 'DRAWING_VERSION', 'SHAPE_CLASSES', 'TASKS',
+__all__ = ['ADE_TOY_CLASSES', 'COMPLETION_MARKER', 'DRAWING_VERSION', 'SHAPE_CLASSES', 'LAYOUTS',
            'ToySetOutcome', 'default_params', 'ensure_toy_set', 'make_ade', 'make_coco',
            'make_imagenet', 'read_marker', 'run_quickstart', 'shrink_config']

@@ -348,7 +348,7 @@ def make_imagenet(out_dir: Union[str, Path], train_per_class: int = 100,
 
 # ----------------------------------------------------------------------------- a data root
 GENERATORS = {'coco': make_coco, 'ade': make_ade, 'imagenet': make_imagenet}
-TASKS = tuple(GENERATORS)
+LAYOUTS = tuple(GENERATORS)
 
 
 def default_params(task: str) -> dict:
@@ -435,7 +435,7 @@ def ensure_toy_set(out_root: Union[str, Path], task: str, params: Optional[dict]
     Args:
         out_root (str | Path): The data root holding one directory per task (the toy configs
             expect ``data/toy``).
-        task (str): 'coco', 'ade' or 'imagenet' (``TASKS``).
+        task (str): 'coco', 'ade' or 'imagenet' (``LAYOUTS``).
         params (dict, optional): Keyword arguments for the task's generator (``make_coco``,
             ``make_ade`` or ``make_imagenet``) but ``out_dir``; missing ones take the
             generator's defaults. Defaults to None (all defaults).
@@ -445,7 +445,7 @@ def ensure_toy_set(out_root: Union[str, Path], task: str, params: Optional[dict]
         ToySetOutcome: What was done; its ``message`` is a line for the user.
     """
     if task not in GENERATORS:
-        raise ValueError(f'unknown toy task {task!r}; expected one of {TASKS}')
+        raise ValueError(f'unknown toy task {task!r}; expected one of {LAYOUTS}')
     full_params = default_params(task)
     unknown = set(params or {}) - set(full_params)
     if unknown:

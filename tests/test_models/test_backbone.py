@@ -72,8 +72,8 @@ def test_drop_path_schedules():
     assert rates[0] == [0.] and rates[2][-1] == pytest.approx(0.2)
     model = CvT(arch='13')
     last_block = model.stages[2].blocks[-1]
-    assert last_block.drop_path.drop_prob == pytest.approx(0.1)
-    assert isinstance(model.stages[0].blocks[0].drop_path, nn.Identity)
+    assert last_block.drop_path_rate == pytest.approx(0.1)
+    assert model.stages[0].blocks[0].drop_path_rate == 0.
 
 
 def outputs_and_gradients(model, x, autocast_dtype=None, dtype=torch.float32):

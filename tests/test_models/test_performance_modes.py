@@ -136,7 +136,7 @@ def test_residual_with_dropped_paths_equals_mmcv_drop_path():
     x, branch = (torch.randn(16, 50, 24, requires_grad=True) for _ in range(2))
     results = []
     for residual in (lambda: x + drop_path(branch),
-                     lambda: layers.add_dropped_path(x, branch, drop_path)):
+                     lambda: layers.add_dropped_path(x, branch, 0.3, training=True)):
         torch.manual_seed(3)
         out = residual()
         results.append([out, *torch.autograd.grad(out.pow(2).sum(), [x, branch])])
@@ -146,8 +146,7 @@ def test_residual_with_dropped_paths_equals_mmcv_drop_path():
     assert 0 < sum(dropped) < 16
     for a, b in zip(actual_grads, expected_grads):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
-    drop_path.eval()
-    assert torch.equal(layers.add_dropped_path(x, branch, drop_path), x + branch)
+    assert torch.equal(layers.add_dropped_path(x, branch, 0.3, training=False), x + branch)
 
 
 @pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet', 'mmseg'])

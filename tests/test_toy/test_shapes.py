@@ -118,8 +118,8 @@ def test_shape_classes_are_alphabetical_so_folder_scans_agree_with_meta_files():
 def test_cli_writes_every_set_and_prints_one_line_each(cli_run):
     root, stdout = cli_run
     lines = stdout.splitlines()
-    assert [line.split()[0] for line in lines] == list(shapes.TASKS)
-    for task, line in zip(shapes.TASKS, lines):
+    assert [line.split()[0] for line in lines] == list(shapes.LAYOUTS)
+    for task, line in zip(shapes.LAYOUTS, lines):
         assert f'-> {root / task} (' in line
         recorded = shapes.read_marker(root / task)
         assert recorded['complete'] and recorded['drawing_version'] == shapes.DRAWING_VERSION

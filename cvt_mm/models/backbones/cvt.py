@@ -20,7 +20,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
-from mmcv.cnn.bricks import DropPath
 from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
@@ -298,15 +297,17 @@ class CvTBlock(BaseModule):
         self.attn = ConvAttention(embed_dims, num_heads, with_cls_token,
                                   attn_drop=attn_drop_rate, proj_drop=drop_rate,
                                   cpu_kernels=cpu_kernels, **(attn_cfg or {}))
-        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.drop_path_rate = drop_path_rate  # stochastic depth of both residual branches
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), act_cfg, drop_rate, cpu_kernels)
 
     def forward(self, x: torch.Tensor, hw_shape: HWShape) -> torch.Tensor:
 
         def inner_forward(x):
-            x = add_dropped_path(x, self.attn(self.norm1(x), hw_shape), self.drop_path)
-            return add_dropped_path(x, self.mlp(self.norm2(x)), self.drop_path)
+            x = add_dropped_path(x, self.attn(self.norm1(x), hw_shape), self.drop_path_rate,
+                                 self.training)
+            return add_dropped_path(x, self.mlp(self.norm2(x)), self.drop_path_rate,
+                                    self.training)
 
         if self.with_cp and x.requires_grad:
             return checkpoint_keeping_batch_norm_statistics(inner_forward, x, self)

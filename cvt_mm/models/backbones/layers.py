@@ -10,13 +10,13 @@ import torch.utils.checkpoint as checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
-def add_dropped_path(x: torch.Tensor, branch: torch.Tensor, drop_path: nn.Module) -> torch.Tensor:
-    """``x + drop_path(branch)`` in one pass over the tokens each way, where mmcv's DropPath
-    and the sum take three forward and two backward. The same random numbers and samples
-    dropped, and the same forward (each kept branch divided by the keep probability, then
-    added); the branch's gradient is multiplied by the reciprocal instead of divided."""
-    drop_prob = getattr(drop_path, 'drop_prob', 0.)
-    if not drop_path.training or drop_prob == 0.:
+def add_dropped_path(x: torch.Tensor, branch: torch.Tensor, drop_prob: float,
+                     training: bool) -> torch.Tensor:
+    """``x + DropPath(drop_prob)(branch)`` in one pass over the tokens each way, where mmcv's
+    DropPath and the sum take three forward and two backward. The same random numbers and
+    samples dropped, and the same forward (each kept branch divided by the keep probability,
+    then added); the branch's gradient is multiplied by the reciprocal instead of divided."""
+    if not training or drop_prob == 0.:
         return x + branch
     keep_prob = 1 - drop_prob
     shape = (branch.shape[0], ) + (1, ) * (branch.ndim - 1)
