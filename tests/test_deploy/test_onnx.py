@@ -29,8 +29,8 @@ from cvt_mm.testing import FAST_TEST_ARCH, randomize_biases, randomize_norms
 
 TRACED_SHAPE = (64, 64)
 # (batch, height, width): odd sizes and three batches. 200x190 gives stage 0 2,400 tokens,
-# more than one chunk of the inference MLP (Mlp.chunk_rows), where the traced 64x64 input has
-# 256.
+# more than one chunk of the inference MLP (CpuKernels.mlp_chunk_rows), where the traced 64x64
+# input has 256.
 SIZES = [(1, 64, 64), (2, 97, 75), (3, 57, 83), (1, 200, 190)]
 TOLERANCE = 1e-4
 DENSE_CONFIGS = {'mmdet': 'cvt13_maskrcnn_coco.py', 'mmseg': 'cvt13_upernet_ade20k.py'}

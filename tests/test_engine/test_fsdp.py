@@ -13,7 +13,7 @@ from cvt_mm.toy import shapes
 
 
 def fsdp_config(tmp_path, name: str, *hooks: dict):
-    """The FSDP config with the tiny arch on ten toy images: two epochs of five iterations
+    """The FSDP config with FAST_TEST_ARCH on ten toy images: two epochs of five iterations
     of one image per rank, a checkpoint every epoch."""
     data_root = tmp_path / 'imagenet'
     if not data_root.exists():

@@ -133,7 +133,7 @@ def test_render_only_redraws_the_plot_and_keeps_the_text_around(tmp_path):
 
 
 def test_device_section_quick_on_cpu_without_mmcv_ops(tmp_path):
-    # What `--device cuda` measures on a GPU, here on the CPU with the tiny arch, with mmcv's
+    # What `--device cuda` measures on a GPU, here on the CPU with FAST_TEST_ARCH, with mmcv's
     # compiled ops hidden as on a GPU box with the offline wheels: every worker runs, the
     # numerical checks pass and a failed one would fail the exit status.
     env = sitecustomize_env(tmp_path / 'site', WITHOUT_MMCV_OPS)

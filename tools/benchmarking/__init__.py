@@ -2,8 +2,9 @@
 
 ``tools/benchmark.py`` is the command line over this package, which lives beside it in tools/,
 outside the installed package: it imports cvt_mm as a user does, and ``cvt_mm.testing`` for
-the tiny arch and the reference models it shares with the tests. It is imported as
-``benchmarking`` with tools/ on ``sys.path`` (a script's own folder; pytest.ini's pythonpath).
+the fast tests' arch (``FAST_TEST_ARCH``) and the reference models it shares with the tests.
+It is imported as ``benchmarking`` with tools/ on ``sys.path`` (a script's own folder;
+pytest.ini's pythonpath).
 
 * :mod:`.sections`: what each section measures (the workers it spawns) and the tables made of
   their results;

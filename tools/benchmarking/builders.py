@@ -67,7 +67,8 @@ def build_detector(config: str, arch: Arch, size: Sequence[int],
         config (str): An mmdet config as ``mmdet::<path>``, or the name of one of cvt_mm's
             configs (``cvt_mm.apis.config_dir()``).
         arch (str | dict): The CvT arch of cvt_mm's config; anything but '13' (the
-            ``--quick`` tiny arch) replaces the config's, with the neck's channels to match.
+            ``--quick`` run's ``FAST_TEST_ARCH``) replaces the config's, with the neck's
+            channels to match.
         size (sequence of int): (height, width) of the image and of the test pipeline's
             resize.
         backbone_options (dict, optional): Backbone arguments set over the config's, e.g.
@@ -155,7 +156,7 @@ def build_classifier(impl: str, arch: Arch, size: int):
         impl (str): 'cvt_mm' (mmpretrain ``ImageClassifier`` of
             ``configs/_base_/models/cvt13.py``), 'hf' (transformers'
             ``CvtForImageClassification``) or 'swin' (timm's ``swin_tiny_patch4_window7_224``
-            built for ``size``; for the smoke test's tiny arch a one-block-per-stage Swin).
+            built for ``size``; for the smoke test's ``FAST_TEST_ARCH`` a one-block-per-stage Swin).
         arch (str | dict): The CvT arch.
         size (int): The square input side (timm's Swin fixes it at build time).
     """
