@@ -29,10 +29,14 @@ REGISTRY_NAMES = ('MODELS', 'DATASETS', 'TRANSFORMS', 'METRICS', 'HOOKS', 'VISUA
 
 @pytest.fixture(scope='module', autouse=True)
 def _all_libraries_registered():
+    # The default scope is process-wide: the next test module of this worker gets back the
+    # one it had (a scope without CvT, such as 'mmengine''s root, would break its builds).
+    previous = DefaultScope.get_current_instance()
     for task in TASKS:
         task.register_modules()
     yield
-    init_default_scope('mmengine')
+    if previous is not None:
+        init_default_scope(previous.scope_name)
 
 
 @pytest.mark.parametrize('task', TASKS, ids=lambda task: task.scope)

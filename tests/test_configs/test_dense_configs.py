@@ -86,7 +86,7 @@ def test_config_builds_full_model_and_pipelines(config_name):
     out_indices = OUT_INDICES.get(config_name, [0, 1, 2])
     assert backbone.out_type == 'featmap' and backbone.out_indices == out_indices
     last_block = backbone.stages[-1].blocks[-1]
-    assert last_block.drop_path.drop_prob == pytest.approx(drop_path_rate)
+    assert last_block.drop_path_rate == pytest.approx(drop_path_rate)
     assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint,
                                                prefix='backbone.')
     widths = backbone.embed_dims

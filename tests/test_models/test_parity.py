@@ -71,8 +71,10 @@ def test_training_mode_gradients_match_hf():
     for model in (hf_model, ours):
         model.train()
         for module in model.modules():  # stochastic depth and dropout off on both sides
-            if hasattr(module, 'drop_prob'):
+            if hasattr(module, 'drop_prob'):  # HF's drop path
                 module.drop_prob = 0.
+            if hasattr(module, 'drop_path_rate'):  # cvt_mm's blocks
+                module.drop_path_rate = 0.
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.
     images, labels = torch.randn(4, 3, 64, 64), torch.tensor([0, 3, 5, 6])
